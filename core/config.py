@@ -1,0 +1,290 @@
+"""Run configuration: YAML + ``--set`` overrides, validated in two phases.
+
+Phase 1 validates the core's own sections (``RunConfig``); each component section is a mapping
+with a ``name``. Phase 2 loads each named plugin and validates the rest of its section with the
+plugin's own pydantic ``Config``. Every error of both phases is collected and reported with its
+dotted field path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import __version__
+from .errors import ConfigError, FedLLMError
+from .plugins import PluginInfo, load
+
+COMPONENTS_ONE = ("dataset", "task", "peft", "sampler", "algorithm")
+COMPONENTS_MANY = ("privacy", "evaluators")
+#: config section -> plugin kind
+SECTION_KIND = {
+    "dataset": "dataset",
+    "task": "task",
+    "peft": "peft",
+    "sampler": "sampler",
+    "algorithm": "algorithm",
+    "privacy": "privacy",
+    "evaluators": "evaluator",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ModelConfig(_Strict):
+    name_or_path: str = Field(
+        "tiny",
+        description="Hugging Face model id or local directory; 'tiny' is the embedded offline "
+        "Llama (built once and cached).",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "float32", description="dtype of the frozen base weights."
+    )
+    quantization: Literal["none", "8bit", "4bit"] = Field(
+        "none", description="Load the base model in 8-bit or 4-bit with bitsandbytes."
+    )
+    trust_remote_code: bool = False
+    attn_implementation: str | None = Field(None, description="e.g. 'sdpa', 'eager'.")
+
+
+class TrainConfig(_Strict):
+    local_steps: int = Field(10, ge=1, description="Optimizer steps per client per round.")
+    batch_size: int = Field(4, ge=1, description="Examples per micro-batch.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    lr: float = Field(5e-3, gt=0, description="Peak learning rate (cosine across rounds).")
+    min_lr: float = Field(1e-6, ge=0, description="Learning rate at the last round.")
+    schedule: Literal["cosine", "constant"] = "cosine"
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(None, gt=0, description="Clip gradients (None: off).")
+
+    @model_validator(mode="after")
+    def _lr_order(self) -> "TrainConfig":
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must be <= lr ({self.lr})")
+        return self
+
+
+class RuntimeConfig(_Strict):
+    backend: str = Field("in-process", description="Where client updates run (fedllm.backends).")
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps' ...")
+    mixed_precision: Literal["no", "bf16"] = Field(
+        "no", description="Autocast the forward pass in bf16 (needs bf16 support)."
+    )
+    threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads (None: torch's default)."
+    )
+
+
+class RunConfig(_Strict):
+    """The core's sections. Component sections are ``{name: ..., <plugin fields>}``."""
+
+    name: str | None = Field(None, description="Run name; default: a timestamp.")
+    output_dir: str = Field("runs", description="Parent directory of run directories.")
+    seed: int = Field(0, ge=0)
+    rounds: int = Field(8, ge=1)
+    clients_per_round: int = Field(3, ge=1, description="K, clients sampled per round.")
+    checkpoint_every: int = Field(1, ge=0, description="Rounds between checkpoints (0: never).")
+    keep_checkpoints: int = Field(1, ge=1)
+    eval_every: int = Field(0, ge=0, description="Rounds between evaluations (0: at the end only).")
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    dataset: dict[str, Any] = {"name": "embedded"}
+    task: dict[str, Any] = {"name": "sft"}
+    peft: dict[str, Any] = {"name": "lora"}
+    sampler: dict[str, Any] = {"name": "uniform"}
+    algorithm: dict[str, Any] = {"name": "fedavg"}
+    privacy: list[dict[str, Any]] = []
+    evaluators: list[dict[str, Any]] = [{"name": "heldout-loss"}]
+    plugins: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Written by fedllm: the resolved plugin distributions and versions.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v or "/" in v or v.startswith(".")):
+            raise ValueError("must be a plain directory name (no '/', not starting with '.')")
+        return v
+
+    @field_validator(*COMPONENTS_ONE)
+    @classmethod
+    def _has_name(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(v.get("name"), str) or not v["name"]:
+            raise ValueError("needs a 'name' naming the plugin")
+        return v
+
+    @field_validator(*COMPONENTS_MANY)
+    @classmethod
+    def _each_has_name(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, item in enumerate(v):
+            if not isinstance(item.get("name"), str) or not item["name"]:
+                raise ValueError(f"item {i} needs a 'name' naming the plugin")
+        return v
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``a.b.c=value`` override in place; ``value`` is parsed as YAML.
+
+    Numeric path parts index lists (``evaluators.0.name=...``); missing mappings are created.
+    """
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. rounds=20")
+    key, raw = assignment.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not all(parts):
+        raise ConfigError(f"--set {assignment!r}: empty part in key {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        nxt_is_index = parts[i + 1].isdigit()
+        if isinstance(node, list):
+            idx = int(part) if part.isdigit() else -1
+            if not 0 <= idx < len(node):
+                raise ConfigError(f"--set {key}: index {part} out of range (list has {len(node)})")
+            node = node[idx]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:i])} is not a mapping")
+        if part not in node or node[part] is None:
+            node[part] = [] if nxt_is_index else {}
+        node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit():
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:-1])} is a list; use an index")
+        idx = int(last)
+        if idx == len(node):
+            node.append(value)
+        elif 0 <= idx < len(node):
+            node[idx] = value
+        else:
+            raise ConfigError(f"--set {key}: index {idx} out of range (list has {len(node)})")
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"--set {key}: {'.'.join(parts[:-1])} is not a mapping")
+
+
+def _fmt_loc(prefix: str, loc: tuple[Any, ...]) -> str:
+    parts = [prefix] if prefix else []
+    parts += [str(x) for x in loc]
+    return ".".join(parts) or "(root)"
+
+
+def _errors(prefix: str, exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = _fmt_loc(prefix, err["loc"])
+        if err["type"] == "extra_forbidden":
+            out.append(f"{loc}: unknown key (value {err['input']!r}); see the allowed keys with "
+                       f"`fedllm plugins show` or `fedllm run --dry-run`")
+        else:
+            out.append(f"{loc}: {err['msg']} (got {err['input']!r})")
+    return out
+
+
+class ResolvedConfig:
+    """A validated run config: core sections + each component's validated config, and the
+    loaded plugins (with distribution and version)."""
+
+    def __init__(self, run: RunConfig, components: dict[str, list[tuple[PluginInfo, Any]]]):
+        self.run = run
+        self.components = components  # section -> [(plugin info, validated config)]
+
+    def one(self, section: str) -> tuple[PluginInfo, Any]:
+        return self.components[section][0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved config (every default filled in), JSON/YAML-serialisable."""
+        out = self.run.model_dump(mode="json")
+        plugins: dict[str, Any] = {"fedllm": __version__}
+        for section, items in self.components.items():
+            dumped = []
+            for info, cfg in items:
+                dumped.append({"name": info.name, **cfg.model_dump(mode="json")})
+                plugins[f"{info.kind}:{info.name}"] = f"{info.distribution} {info.version}"
+            out[section] = dumped if section in COMPONENTS_MANY else dumped[0]
+        out["plugins"] = plugins
+        return out
+
+
+def resolve(data: dict[str, Any]) -> ResolvedConfig:
+    """Validate a raw config mapping: core sections, then each selected plugin's section."""
+    data = copy.deepcopy(data)
+    data.pop("plugins", None)  # written by fedllm; never read back as input
+    try:
+        run = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("invalid run config:\n  " + "\n  ".join(_errors("", exc))) from None
+    errors: list[str] = []
+    components: dict[str, list[tuple[PluginInfo, Any]]] = {}
+    for section, kind in SECTION_KIND.items():
+        raw = getattr(run, section)
+        items = raw if section in COMPONENTS_MANY else [raw]
+        resolved = []
+        for i, item in enumerate(items):
+            where = f"{section}.{i}" if section in COMPONENTS_MANY else section
+            params = {k: v for k, v in item.items() if k != "name"}
+            try:
+                info = load(kind, item["name"])
+            except FedLLMError as exc:
+                errors.append(f"{where}.name: {exc}")
+                continue
+            try:
+                cfg = info.plugin.Config.model_validate(params)
+            except ValidationError as exc:
+                errors.extend(_errors(where, exc))
+                continue
+            resolved.append((info, cfg))
+        components[section] = resolved
+    names = [c["name"] for c in run.evaluators]
+    if len(set(names)) != len(names):
+        errors.append(f"evaluators: each evaluator may appear once (got {names})")
+    if errors:
+        raise ConfigError("invalid run config:\n  " + "\n  ".join(errors))
+    return ResolvedConfig(run, components)
+
+
+def build_config(path: str | Path | None, overrides: list[str] = ()) -> dict[str, Any]:
+    data = load_yaml(path) if path else {}
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return data
+
+
+def lr_at(train: TrainConfig, round: int, rounds: int) -> float:
+    """The round's learning rate: cosine from ``lr`` (round 0) towards ``min_lr`` (SPEC §2)."""
+    if train.schedule == "constant" or rounds <= 0:
+        return train.lr
+    return train.min_lr + 0.5 * (train.lr - train.min_lr) * (1 + math.cos(math.pi * round / rounds))

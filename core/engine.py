@@ -1,0 +1,311 @@
+"""The round engine: sample → local updates → privatize → aggregate → evaluate, per cohort.
+
+It knows hooks and component kinds, never a particular algorithm, dataset or evaluator.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import random
+import resource
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import plugins as plugin_registry
+from .backends import Backend
+from .config import ResolvedConfig, lr_at
+from .context import RunContext, build_context, setup_runtime
+from .errors import FedLLMError, RunDirError
+from .messages import ClientInstruction, ClientUpdate, Params, nbytes
+from .rundir import RunDir
+from .state import ClientStateStore
+
+DEFAULT_COHORT = "global"
+
+
+def client_seed(run_seed: int, round: int, client_id: str) -> int:
+    """Per (run, round, client) seed for the data draw and dropout: independent of which
+    other clients were sampled, so resumed and distributed runs reproduce it."""
+    return random.Random(f"{run_seed}:{round}:{client_id}").getrandbits(31)
+
+
+def peak_memory_mb() -> dict[str, float]:
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+class Engine:
+    """One federated run. ``Engine(resolved).run()`` or ``Engine.resume(run_dir).run()``."""
+
+    def __init__(self, resolved: ResolvedConfig, *, console: Console | None = None,
+                 run_dir: RunDir | None = None, resume: bool = False, progress: bool = True):
+        self.resolved = resolved
+        self.cfg = resolved.run
+        self.console = console or Console(stderr=True)
+        self.run_dir = run_dir
+        self.resuming = resume
+        self.show_progress = progress
+        self.globals: dict[str, Params] = {}
+        self.states: dict[str, dict[str, Any]] = {}
+        self.cohorts: dict[str, list[str]] = {}
+        self.history: list[dict[str, Any]] = []
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def new(cls, resolved: ResolvedConfig, **kw) -> "Engine":
+        """Set everything up and validate the data *before* creating the run directory, so
+        bad input leaves no files behind."""
+        eng = cls(resolved, **kw)
+        eng._setup()
+        name = eng.cfg.name or _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        eng.run_dir = RunDir.create(Path(eng.cfg.output_dir) / name, resolved.to_dict())
+        eng._attach_run_dir()
+        return eng
+
+    @classmethod
+    def resume(cls, path: Path, **kw) -> "Engine":
+        from .config import resolve
+
+        rd = RunDir.open(path)
+        resolved = resolve(rd.config())
+        eng = cls(resolved, run_dir=rd, resume=True, **kw)
+        eng._setup()
+        eng._attach_run_dir()
+        return eng
+
+    def _setup(self) -> None:
+        self.ctx: RunContext = build_context(self.resolved, console=self.console)
+        setup_runtime(self.ctx)
+        clients = self.ctx.dataset.client_ids
+        cohorts = self.ctx.hook.fedllm_cohorts(ctx=self.ctx, clients=clients)
+        self.cohorts = cohorts or {DEFAULT_COHORT: clients}
+        for name, members in self.cohorts.items():
+            unknown = set(members) - set(clients)
+            if not members or unknown:
+                raise FedLLMError(f"cohort {name!r} is empty or names unknown clients "
+                                  f"{sorted(unknown)[:5]}")
+        initial = self.ctx.get_params()
+        self.ctx.extra["cohorts"] = self.cohorts
+        self.globals = {c: {k: v.clone() for k, v in initial.items()} for c in self.cohorts}
+        self.states = {c: {} for c in self.cohorts}
+        backend_name = self.cfg.runtime.backend
+        info = plugin_registry.load("backend", backend_name)
+        self.backend: Backend = info.plugin.build(info.plugin.Config())
+        self.backend.start(self.ctx)
+
+    def _attach_run_dir(self) -> None:
+        self.ctx.run_dir = self.run_dir.path
+        self.ctx.client_state = ClientStateStore(self.run_dir.path / "client_state")
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def _checkpoint(self, round: int) -> None:
+        tensors: dict[str, torch.Tensor] = {}
+        meta_state: dict[str, dict[str, Any]] = {}
+        for c in self.cohorts:
+            for k, v in self.globals[c].items():
+                tensors[f"cohort/{c}/global/{k}"] = v
+            meta_state[c] = {}
+            for k, v in self.states[c].items():
+                if isinstance(v, torch.Tensor):
+                    tensors[f"cohort/{c}/state/{k}"] = v
+                else:
+                    meta_state[c][k] = v
+        # Every random draw is seeded by (run seed, round, client), so no RNG state is needed.
+        meta = {"state": meta_state, "cohorts": list(self.cohorts)}
+        self.run_dir.save_checkpoint(round, tensors, meta, keep=self.cfg.keep_checkpoints)
+        self.ctx.client_state.mark_checkpoint(round)
+
+    def _restore(self) -> int:
+        """Load the last checkpoint; return the first round still to run."""
+        loaded = self.run_dir.load_checkpoint()
+        if loaded is None:
+            last = -1
+        else:
+            tensors, meta = loaded
+            last = meta["round"]
+            if list(self.cohorts) != meta["cohorts"]:
+                raise RunDirError(f"checkpoint cohorts {meta['cohorts']} differ from this "
+                                  f"config's {list(self.cohorts)}")
+            for c in self.cohorts:
+                g = f"cohort/{c}/global/"
+                s = f"cohort/{c}/state/"
+                self.globals[c] = {k[len(g):]: v for k, v in tensors.items() if k.startswith(g)}
+                st = {k[len(s):]: v for k, v in tensors.items() if k.startswith(s)}
+                st.update(meta["state"].get(c, {}))
+                self.states[c] = st
+        self.run_dir.truncate_metrics(last)
+        self.ctx.client_state.rollback(last)
+        self.history = self.run_dir.metrics()
+        return last + 1
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self, until_round: int | None = None) -> dict[str, Any]:
+        """Run the remaining rounds (or stop after ``until_round`` rounds are done)."""
+        cfg = self.cfg
+        start = self._restore() if self.resuming else 0
+        stop = cfg.rounds if until_round is None else min(cfg.rounds, until_round)
+        self._header(start)
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=self.console,
+                            disable=not self.show_progress, transient=False)
+        with progress:
+            rounds_task = progress.add_task("rounds", total=cfg.rounds, completed=start)
+            clients_task = progress.add_task("clients", total=0)
+            for r in range(start, stop):
+                record = self._round(r, progress, clients_task)
+                progress.update(rounds_task, advance=1,
+                                description=f"rounds (loss {record.get('train_loss', float('nan')):.4f})")
+        if stop == cfg.rounds and start <= cfg.rounds:
+            self._save_final()
+        elif stop > start and cfg.checkpoint_every == 0:
+            self._checkpoint(stop - 1)
+        self.backend.close()
+        return {"run_dir": str(self.run_dir.path), "history": self.history}
+
+    def _round(self, r: int, progress: Progress, clients_task) -> dict[str, Any]:
+        cfg, ctx, hook = self.cfg, self.ctx, self.ctx.hook
+        t0 = time.perf_counter()
+        lr = lr_at(cfg.train, r, cfg.rounds)
+        record: dict[str, Any] = {"round": r, "lr": lr, "cohorts": {}}
+        bytes_down = bytes_up = 0
+        weighted_loss = weight = 0.0
+        for cohort, members in self.cohorts.items():
+            selected = hook.fedllm_sample(ctx=ctx, cohort=cohort, clients=list(members), round=r)
+            if not selected or not set(selected) <= set(members):
+                raise FedLLMError(f"round {r}: the sampler returned {selected!r}, which is not "
+                                  f"a non-empty subset of cohort {cohort!r}")
+            selected = list(selected)
+            progress.reset(clients_task, total=len(selected),
+                           description=f"round {r + 1}/{cfg.rounds} clients"
+                           + (f" [{cohort}]" if len(self.cohorts) > 1 else ""))
+            glob = self.globals[cohort]
+            state = self.states[cohort]
+            per_client: dict[str, dict[str, Any]] = {}
+            down = 0
+
+            def instructions() -> Iterator[ClientInstruction]:
+                nonlocal down
+                for cid in selected:
+                    ins = ClientInstruction(cohort=cohort, round=r, client_id=cid, params=glob,
+                                            lr=lr, seed=client_seed(cfg.seed, r, cid))
+                    hook.fedllm_configure_client(ctx=ctx, cohort=cohort, round=r,
+                                                 instruction=ins, state=state)
+                    down += nbytes(ins.params) + nbytes(ins.extras)
+                    yield ins
+
+            def tracked(it: Iterator[ClientUpdate]) -> Iterator[ClientUpdate]:
+                nonlocal bytes_up, weighted_loss, weight
+                for u in it:
+                    bytes_up += nbytes(u.params) + nbytes(u.extras)
+                    per_client[u.client_id] = {"num_samples": u.num_samples, **u.metrics}
+                    if "train_loss" in u.metrics:
+                        weighted_loss += u.metrics["train_loss"] * u.num_samples
+                        weight += u.num_samples
+                    progress.advance(clients_task)
+                    yield u
+
+            updates = tracked(self.backend.run_clients(instructions()))
+            new = hook.fedllm_aggregate(ctx=ctx, cohort=cohort, round=r, global_params=glob,
+                                        updates=updates, state=state)
+            if new is None:
+                raise FedLLMError("the algorithm returned no aggregate from fedllm_aggregate")
+            if len(per_client) != len(selected):
+                raise FedLLMError(f"the algorithm consumed {len(per_client)} of "
+                                  f"{len(selected)} client updates in round {r}")
+            for out in ctx.call_in_order("privacy", "fedllm_privatize_aggregate", ctx=ctx,
+                                         cohort=cohort, round=r, global_params=glob,
+                                         new_params=new, num_updates=len(per_client)):
+                if out is not None:
+                    new = out
+            self.globals[cohort] = {k: v.detach().to("cpu", torch.float32) for k, v in new.items()}
+            bytes_down += down
+            record["cohorts"][cohort] = {"sampled": selected, "clients": per_client}
+        record["train_loss"] = weighted_loss / weight if weight else None
+        record["bytes_down"] = bytes_down
+        record["bytes_up"] = bytes_up
+        last = r == cfg.rounds - 1
+        if last or (cfg.eval_every and (r + 1) % cfg.eval_every == 0):
+            record["eval"] = self.evaluate(r)
+        record["wall_s"] = time.perf_counter() - t0
+        record.update(peak_memory_mb())
+        hook.fedllm_round_end(ctx=ctx, round=r, record=record)
+        self.run_dir.append_metrics(record)
+        self.history.append(record)
+        if cfg.checkpoint_every and ((r + 1) % cfg.checkpoint_every == 0 or last):
+            self._checkpoint(r)
+        return record
+
+    def evaluate(self, r: int) -> dict[str, Any]:
+        ctx = self.ctx
+        out: dict[str, Any] = {}
+        for cohort in self.cohorts:
+            ctx.set_params(self.globals[cohort])
+            ctx.model.eval()
+            res: dict[str, Any] = {}
+            for (info, _), obj in zip(self.resolved.components["evaluators"],
+                                      ctx.components["evaluators"]):
+                fn = getattr(obj, "fedllm_evaluate", None)
+                if fn is None:
+                    continue
+                from .context import _call_subset
+
+                result = _call_subset(fn, dict(ctx=ctx, model=ctx.model, cohort=cohort, round=r))
+                if result:
+                    res[info.name] = result
+            out[cohort] = res
+        return out
+
+    def _save_final(self) -> None:
+        single = len(self.cohorts) == 1
+        for cohort in self.cohorts:
+            self.ctx.set_params(self.globals[cohort])
+            self.run_dir.save_adapter(self.ctx.model, self.run_dir.adapter_dir(cohort, single))
+
+    # -- output ---------------------------------------------------------------------------
+
+    def _header(self, start: int) -> None:
+        parts = [f"{info.kind}:{info.name} ({info.distribution} {info.version})"
+                 for items in self.resolved.components.values() for info, _ in items]
+        self.console.print(f"[bold]fedllm[/] run [cyan]{self.run_dir.path}[/]"
+                           + (f" (resuming at round {start + 1})" if start else ""))
+        self.console.print("plugins: " + ", ".join(parts), highlight=False)
+        ds = self.ctx.dataset
+        self.console.print(f"data: {len(ds.clients)} clients, {len(ds.train)} training samples"
+                           + (f", {len(ds.heldout)} held out" if ds.heldout is not None else "")
+                           + f"; trainable adapter: {nbytes(self.globals[next(iter(self.globals))]):,} bytes",
+                           highlight=False)
+
+    def summary_table(self) -> Table:
+        t = Table(title=f"fedllm run {self.run_dir.path.name}")
+        t.add_column("round", justify="right")
+        t.add_column("clients", justify="right")
+        t.add_column("train loss", justify="right")
+        t.add_column("eval", justify="left")
+        t.add_column("wall s", justify="right")
+        t.add_column("bytes ↓/↑", justify="right")
+        for rec in self.history:
+            n = sum(len(c["sampled"]) for c in rec["cohorts"].values())
+            ev = []
+            for cohort, res in (rec.get("eval") or {}).items():
+                for name, vals in res.items():
+                    for k, v in vals.items():
+                        if isinstance(v, (int, float)):
+                            pre = f"{cohort}/" if len(rec["cohorts"]) > 1 else ""
+                            ev.append(f"{pre}{name}/{k}={v:.4g}")
+            loss = rec.get("train_loss")
+            t.add_row(str(rec["round"] + 1), str(n), f"{loss:.4f}" if loss is not None else "-",
+                      ", ".join(ev[:4]), f"{rec['wall_s']:.1f}",
+                      f"{rec['bytes_down']:,}/{rec['bytes_up']:,}")
+        return t
+

@@ -1,0 +1,54 @@
+"""What crosses the server/client boundary: plain, serialisable messages.
+
+A backend may move these across a process or a network unchanged: they hold only tensors,
+numbers, strings and ``dict``/``list`` of those (no model, no open file, no plugin object).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+Params = dict[str, torch.Tensor]
+
+
+@dataclass
+class ClientInstruction:
+    """Sent down to a client: train on your data starting from ``params``."""
+
+    cohort: str
+    round: int
+    client_id: str
+    params: Params
+    lr: float
+    seed: int
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ClientUpdate:
+    """Sent back up: the client's new adapter ``params`` (θ_k), its sample count ``n_k``,
+    training metrics and algorithm extras (e.g. a control-variate change)."""
+
+    client_id: str
+    num_samples: int
+    params: Params
+    metrics: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def delta(self, global_params: Params) -> Params:
+        """Δ_k = θ_k − θ_t, in float32."""
+        return {k: self.params[k].float() - global_params[k].float() for k in global_params}
+
+
+def nbytes(obj: Any) -> int:
+    """Bytes of tensor payload in a message part (params or extras)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(nbytes(v) for v in obj)
+    return 0

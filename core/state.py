@@ -1,0 +1,81 @@
+"""Per-client state that persists across rounds without living in RAM.
+
+SCAFFOLD-style algorithms keep one set of tensors per client for the whole run. The store
+writes each client's state to its own safetensors file, tagged with the round that produced
+it, and keeps only the newest file a checkpoint may still need. So memory is one client's
+state at a time, and resuming from a checkpoint at round ``r`` sees exactly the state that
+existed at the end of round ``r`` (files from later rounds are discarded).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+_FILE = re.compile(r"^r(\d+)\.safetensors$")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", lambda m: f"%{ord(m.group()):02x}", name)
+
+
+class ClientStateStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.checkpointed_round = -1
+
+    def _dir(self, cohort: str, client_id: str) -> Path:
+        return self.root / _safe(cohort) / _safe(client_id)
+
+    def _files(self, d: Path) -> list[tuple[int, Path]]:
+        if not d.is_dir():
+            return []
+        out = [(int(m.group(1)), d / f) for f in os.listdir(d) if (m := _FILE.match(f))]
+        return sorted(out)
+
+    def load(self, cohort: str, client_id: str) -> dict[str, torch.Tensor] | None:
+        """The client's newest state, or ``None`` if it has none yet."""
+        files = self._files(self._dir(cohort, client_id))
+        return load_file(str(files[-1][1])) if files else None
+
+    def save(self, cohort: str, client_id: str, round: int,
+             tensors: dict[str, torch.Tensor]) -> None:
+        d = self._dir(cohort, client_id)
+        d.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+        os.close(fd)
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, d / f"r{round}.safetensors")
+        self._prune(d)
+
+    def _prune(self, d: Path) -> None:
+        files = self._files(d)
+        # keep the newest file, and the newest one at or before the last checkpoint
+        keep = {files[-1][1]} if files else set()
+        covered = [p for r, p in files if r <= self.checkpointed_round]
+        if covered:
+            keep.add(covered[-1])
+        for _, p in files:
+            if p not in keep:
+                p.unlink(missing_ok=True)
+
+    def mark_checkpoint(self, round: int) -> None:
+        self.checkpointed_round = round
+
+    def rollback(self, round: int) -> None:
+        """Forget every state written after ``round`` (resume from that round's checkpoint)."""
+        self.checkpointed_round = round
+        if not self.root.is_dir():
+            return
+        for cohort in self.root.iterdir():
+            for client in cohort.iterdir() if cohort.is_dir() else []:
+                for r, p in self._files(client):
+                    if r > round:
+                        p.unlink()
+                for tmp in client.glob(".tmp-*"):
+                    tmp.unlink()

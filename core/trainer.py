@@ -1,0 +1,100 @@
+"""The default local update: a plain AdamW loop that calls the task and algorithm hooks.
+
+No ``transformers.Trainer`` here on purpose: building one per client per round costs a
+``datasets.map`` and a ``gc.collect()`` each time (STACK.md §5c), which would dominate the
+few steps a federated client takes. The task supplies collation and the loss (trl's losses for
+DPO), algorithms add loss terms and per-step corrections, and this loop does the rest.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import torch
+from accelerate.utils import send_to_device
+
+from .hookspecs import hookimpl
+from .messages import ClientInstruction, ClientUpdate
+
+
+def draw_indices(n: int, need: int, seed: int) -> list[int]:
+    """The reference's per-round draw: ``need`` of the client's ``n`` samples without
+    replacement (all of them when ``n <= need``), seeded by the round."""
+    return random.Random(seed).sample(range(n), min(n, need))
+
+
+def batch_order(indices: list[int], batch_size: int, num_batches: int, seed: int):
+    """Yield ``num_batches`` batches over ``indices``, reshuffling for each further epoch
+    (like a ``DataLoader`` with a seeded shuffle and ``max_steps`` past one epoch)."""
+    rng = random.Random(seed + 1)
+    pool: list[int] = []
+    for _ in range(num_batches):
+        batch = []
+        while len(batch) < batch_size:
+            if not pool:
+                pool = indices[:]
+                rng.shuffle(pool)
+            batch.append(pool.pop())
+        yield batch
+
+
+class DefaultLocalUpdate:
+    """Registered by the core for every run with ``trylast``: a task can replace it."""
+
+    @hookimpl(trylast=True)
+    def fedllm_local_update(self, ctx, instruction: ClientInstruction, data) -> ClientUpdate:
+        t0 = time.perf_counter()
+        tc = ctx.config.train
+        hook = ctx.hook
+        n = len(data)
+        steps = hook.fedllm_local_steps(ctx=ctx, client_id=instruction.client_id,
+                                        num_samples=n) or tc.local_steps
+        micro = tc.batch_size
+        draw = draw_indices(n, steps * tc.grad_accum * micro, instruction.seed)
+        picked = data.select(draw)
+        cols = picked.column_names
+        columns = {c: picked[c] for c in cols}  # one Arrow read per client per round
+        examples = [{c: columns[c][i] for c in cols} for i in range(len(draw))]
+
+        ctx.set_params(instruction.params)
+        params = ctx.trainable
+        torch.manual_seed(instruction.seed)  # dropout: reproducible, also after --resume
+        opt = torch.optim.AdamW(params.values(), lr=instruction.lr, weight_decay=tc.weight_decay)
+        hook.fedllm_client_begin(ctx=ctx, instruction=instruction, params=params)
+        model = ctx.model
+        model.train()
+        acc = ctx.accelerator
+        sums: dict[str, float] = {}
+        count = 0
+        batches = batch_order(list(range(len(examples))), micro, steps * tc.grad_accum,
+                              instruction.seed)
+        for _step in range(steps):
+            for _ in range(tc.grad_accum):
+                idx = next(batches)
+                batch = hook.fedllm_collate(ctx=ctx, examples=[examples[i] for i in idx])
+                batch = send_to_device(batch, ctx.device)
+                with acc.autocast():
+                    loss, metrics = hook.fedllm_loss(ctx=ctx, model=model, batch=batch)
+                total = loss
+                for term in hook.fedllm_loss_terms(ctx=ctx, instruction=instruction,
+                                                   params=params):
+                    if term is not None:
+                        total = total + term
+                acc.backward(total / tc.grad_accum)
+                sums["train_loss"] = sums.get("train_loss", 0.0) + float(loss.detach())
+                for k, v in (metrics or {}).items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                count += 1
+            if tc.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(list(params.values()), tc.max_grad_norm)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            hook.fedllm_after_step(ctx=ctx, instruction=instruction, params=params,
+                                   lr=instruction.lr)
+        model.eval()
+        out = {k: v / count for k, v in sums.items()}
+        out["local_steps"] = steps
+        out["time_s"] = time.perf_counter() - t0
+        return ClientUpdate(client_id=instruction.client_id, num_samples=n,
+                            params=ctx.get_params(), metrics=out)

@@ -1,0 +1,1 @@
+"""fedllm's built-in algorithms and samplers, each registered as its own entry point."""

@@ -1,0 +1,43 @@
+"""Local training: one chosen client trains alone; its adapter is the result."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from fedllm import Plugin, PluginConfig, hookimpl
+from fedllm.errors import ConfigError
+
+
+class LocalConfig(PluginConfig):
+    client: str | int = Field(
+        0, description="The client that trains: its id (string) or its index in dataset order.")
+
+
+class Local:
+    def __init__(self, config: LocalConfig):
+        self.config = config
+
+    def _pick(self, clients: list[str]) -> str:
+        c = self.config.client
+        if isinstance(c, int):
+            if not 0 <= c < len(clients):
+                raise ConfigError(f"algorithm.client: index {c} is out of range "
+                                  f"(0..{len(clients) - 1})")
+            return clients[c]
+        if c not in clients:
+            raise ConfigError(f"algorithm.client: {c!r} is not a client; clients are "
+                              f"{', '.join(clients[:10])}{' ...' if len(clients) > 10 else ''}")
+        return c
+
+    @hookimpl(tryfirst=True)
+    def fedllm_sample(self, clients):
+        return [self._pick(clients)]
+
+    @hookimpl
+    def fedllm_aggregate(self, updates):
+        (only,) = list(updates)
+        return dict(only.params)
+
+
+plugin = Plugin(kind="algorithm", name="local", factory=Local, Config=LocalConfig,
+                description="Local training: one client, no aggregation (θ_{t+1} = θ_k).")

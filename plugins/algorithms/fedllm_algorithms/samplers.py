@@ -1,0 +1,50 @@
+"""Client samplers: which clients train each round."""
+
+from __future__ import annotations
+
+import random
+
+from pydantic import Field
+
+from fedllm import Plugin, PluginConfig, hookimpl
+
+
+class UniformConfig(PluginConfig):
+    seed_offset: int = Field(
+        0, description="Added to the round index to seed the draw; 0 reproduces the reference "
+        "(random.seed(round)), independent of the run seed.")
+
+
+class Uniform:
+    """Reference sampling (SPEC §2): seed with the round, ``sorted(random.sample(range(N), K))``
+    over client positions; every client when N <= K."""
+
+    def __init__(self, config: UniformConfig):
+        self.config = config
+
+    @hookimpl
+    def fedllm_sample(self, ctx, clients, round):
+        k = ctx.config.clients_per_round
+        if len(clients) <= k:
+            return list(clients)
+        rng = random.Random(round + self.config.seed_offset)
+        return [clients[i] for i in sorted(rng.sample(range(len(clients)), k))]
+
+
+class EveryoneConfig(PluginConfig):
+    pass
+
+
+class Everyone:
+    def __init__(self, config: EveryoneConfig):
+        self.config = config
+
+    @hookimpl
+    def fedllm_sample(self, clients):
+        return list(clients)
+
+
+uniform = Plugin(kind="sampler", name="uniform", factory=Uniform, Config=UniformConfig,
+                 description="K clients uniformly at random per round, seeded by the round.")
+everyone = Plugin(kind="sampler", name="all", factory=Everyone, Config=EveryoneConfig,
+                  description="Every client, every round (clients_per_round is ignored).")

@@ -1,0 +1,1 @@
+"""fedllm dataset plugins."""

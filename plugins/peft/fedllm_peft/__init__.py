@@ -1,0 +1,1 @@
+"""fedllm adapter methods, built on peft."""

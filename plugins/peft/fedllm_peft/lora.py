@@ -1,0 +1,44 @@
+"""LoRA through peft: only the low-rank A/B matrices are trainable, so only they travel."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from fedllm import Plugin, PluginConfig, hookimpl
+from fedllm.errors import ConfigError
+
+
+class LoraConfig(PluginConfig):
+    r: int = Field(16, ge=1, description="Rank of the update matrices.")
+    alpha: int = Field(32, ge=1, description="Scaling numerator (lora_alpha).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] | str | None = Field(
+        ["q_proj", "v_proj"], description="Module names to adapt ('all-linear', a list, or "
+        "None for peft's per-architecture default).")
+    bias: str = Field("none", pattern="^(none|all|lora_only)$")
+    use_rslora: bool = False
+
+
+class Lora:
+    def __init__(self, config: LoraConfig):
+        self.config = config
+
+    @hookimpl
+    def fedllm_wrap_model(self, model):
+        import peft
+
+        c = self.config
+        cfg = peft.LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout,
+                              target_modules=c.target_modules, bias=c.bias,
+                              use_rslora=c.use_rslora, task_type="CAUSAL_LM")
+        try:
+            return peft.get_peft_model(model, cfg)
+        except ValueError as exc:
+            names = sorted({n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n})
+            raise ConfigError(f"peft.target_modules: {c.target_modules!r} does not fit this "
+                              f"model ({exc}); its module names include "
+                              f"{', '.join(names[:20])}") from None
+
+
+plugin = Plugin(kind="peft", name="lora", factory=Lora, Config=LoraConfig,
+                description="LoRA adapters (peft): r, alpha, dropout, target modules.")

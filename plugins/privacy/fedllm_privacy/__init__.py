@@ -1,0 +1,1 @@
+"""fedllm differential-privacy plugins."""

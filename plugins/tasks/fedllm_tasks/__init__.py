@@ -1,0 +1,1 @@
+"""fedllm local training tasks."""

@@ -1,0 +1,50 @@
+"""Prompt templates: the text a model sees before the response it is trained to produce.
+
+``alpaca`` and ``vicuna`` are the templates of OpenFedLLM / FedLLM-Bench; ``chat`` uses the
+tokenizer's own chat template.
+"""
+
+from __future__ import annotations
+
+ALPACA = ("Below is an instruction that describes a task. Write a response that appropriately "
+          "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
+ALPACA_INPUT = ("Below is an instruction that describes a task, paired with an input that "
+                "provides further context. Write a response that appropriately completes the "
+                "request.\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n"
+                "### Response:\n")
+VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. The "
+                 "assistant gives helpful, detailed, and polite answers to the user's questions.")
+
+TEMPLATES = ("alpaca", "vicuna", "chat")
+
+
+def render(template: str, messages: list[dict[str, str]], tokenizer=None) -> str:
+    """The prompt for ``messages`` (alternating user/assistant, ending with a user turn),
+    up to where the assistant's answer starts."""
+    if not messages or messages[-1]["role"] != "user":
+        raise ValueError("a prompt needs messages ending with a user turn")
+    if template == "chat":
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError("task.template: 'chat' needs a tokenizer with a chat template; "
+                             "this tokenizer has none (use 'alpaca' or 'vicuna')")
+        return tokenizer.apply_chat_template(messages, tokenize=False,
+                                             add_generation_prompt=True)
+    if template == "vicuna":
+        text = VICUNA_SYSTEM
+        for m in messages:
+            if m["role"] == "user":
+                text += f" USER: {m['content']} ASSISTANT:"
+            elif m["role"] == "assistant":
+                text += f" {m['content']}</s>"
+        return text
+    if template == "alpaca":
+        if len(messages) != 1:  # alpaca is single-turn; earlier turns become context
+            history = "\n".join(f"{m['role']}: {m['content']}" for m in messages[:-1])
+            return ALPACA_INPUT.format(instruction=messages[-1]["content"], input=history)
+        return ALPACA.format(instruction=messages[0]["content"])
+    raise ValueError(f"unknown template {template!r}; choose one of {TEMPLATES}")
+
+
+def instruction_text(instruction: str, input: str | None) -> str:
+    """Fold an optional alpaca-style ``input`` into the user turn."""
+    return f"{instruction}\n\n{input}" if input else instruction
