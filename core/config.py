@@ -89,11 +89,11 @@ class RunConfig(_Strict):
     name: str | None = Field(None, description="Run name; default: a timestamp.")
     output_dir: str = Field("runs", description="Parent directory of run directories.")
     seed: int = Field(0, ge=0)
-    rounds: int = Field(8, ge=1)
+    rounds: int = Field(10, ge=1)
     clients_per_round: int = Field(3, ge=1, description="K, clients sampled per round.")
     checkpoint_every: int = Field(1, ge=0, description="Rounds between checkpoints (0: never).")
     keep_checkpoints: int = Field(1, ge=1)
-    eval_every: int = Field(0, ge=0, description="Rounds between evaluations (0: at the end only).")
+    eval_every: int = Field(5, ge=0, description="Rounds between evaluations (0: at the end only).")
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     runtime: RuntimeConfig = RuntimeConfig()
@@ -170,6 +170,8 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         nxt_is_index = parts[i + 1].isdigit()
         if isinstance(node, list):
             idx = int(part) if part.isdigit() else -1
+            if idx == len(node):  # one past the end appends a new item
+                node.append([] if nxt_is_index else {})
             if not 0 <= idx < len(node):
                 raise ConfigError(f"--set {key}: index {part} out of range (list has {len(node)})")
             node = node[idx]
@@ -243,6 +245,10 @@ def resolve(data: dict[str, Any]) -> ResolvedConfig:
     """Validate a raw config mapping: core sections, then each selected plugin's section."""
     data = copy.deepcopy(data)
     data.pop("plugins", None)  # written by fedllm; never read back as input
+    for section in COMPONENTS_ONE:  # `--set peft.r=8` alone keeps the default plugin
+        default = RunConfig.model_fields[section].default["name"]
+        if isinstance(data.get(section), dict) and "name" not in data[section]:
+            data[section]["name"] = default
     try:
         run = RunConfig.model_validate(data)
     except ValidationError as exc:

@@ -131,8 +131,9 @@ def build_context(resolved: ResolvedConfig, console: Console | None = None,
 
 def setup_runtime(ctx: RunContext, *, load_data: bool = True) -> None:
     """Load the model (once per process), wrap it, load and encode the dataset."""
-    from .model import load_model, load_tokenizer, make_accelerator
+    from .model import load_model, load_tokenizer, make_accelerator, quiet_libraries
 
+    quiet_libraries()
     cfg = ctx.config
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)

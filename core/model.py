@@ -13,6 +13,20 @@ from .errors import FedLLMError
 from .tiny import ensure_tiny
 
 
+def quiet_libraries() -> None:
+    """Silence progress bars and known-harmless notices that would bury the run's own output
+    (STACK.md P11); real warnings still show."""
+    import logging
+    import warnings
+
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    # Printed on every `import peft` on CPUs with AVX512-BF16; `fedllm doctor` reports it.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
 def make_accelerator(runtime: RuntimeConfig):
     """One ``Accelerator`` per process (accelerate's state is a process-wide singleton)."""
     from accelerate import Accelerator

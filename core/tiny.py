@@ -16,9 +16,12 @@ from pathlib import Path
 from .paths import fedllm_home
 
 #: bump when the recipe changes, so caches built by older versions are not reused.
-TINY_VERSION = "v1"
+TINY_VERSION = "v2"
 TINY_SHAPE = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                  # 0.02 (the Llama default) caps |logit| near 2.5 through the tied embedding,
+                  # so a frozen random base could never become confident; 0.1 lets LoRA learn.
+                  initializer_range=0.1)
 
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
 CHAT_TEMPLATE = (
