@@ -74,6 +74,8 @@ class TrainConfig(_Strict):
 
 class RuntimeConfig(_Strict):
     backend: str = Field("in-process", description="Where client updates run (fedllm.backends).")
+    backend_options: dict[str, Any] = Field(
+        default_factory=dict, description="The backend's own options (its plugin Config).")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps' ...")
     mixed_precision: Literal["no", "bf16"] = Field(
         "no", description="Autocast the forward pass in bf16 (needs bf16 support)."

@@ -90,8 +90,9 @@ def from_client_samples(
     """
     if not isinstance(data, Mapping) or not data:
         raise DataError(f"{source}: expected a non-empty mapping of client id -> list of samples")
-    train_rows: list[dict[str, Any]] = []
-    held_rows: list[dict[str, Any]] = []
+    # Columnar, not row dicts: the sample strings are shared, not copied, on the way to Arrow.
+    train_cols: dict[str, list[Any]] = {CLIENT: []}
+    held_cols: dict[str, list[Any]] = {CLIENT: []}
     clients: dict[str, dict[str, Any]] = {}
     for cid, samples in data.items():
         cid = str(cid)
@@ -100,10 +101,6 @@ def from_client_samples(
                             f"got {type(samples).__name__}")
         if not samples:
             raise DataError(f"{source}: client {cid!r} has no samples")
-        for i, s in enumerate(samples):
-            if not isinstance(s, Mapping):
-                raise DataError(f"{source}: client {cid!r} sample {i} is a "
-                                f"{type(s).__name__}, expected an object")
         n = len(samples)
         k = int(heldout * n) if isinstance(heldout, float) and heldout < 1 else int(heldout)
         if isinstance(heldout, float) and 0 < heldout < 1:
@@ -111,14 +108,29 @@ def from_client_samples(
         k = min(k, n - 1)  # always leave a client at least one training sample
         held = set(random.Random(f"{seed}:{cid}").sample(range(n), k)) if k > 0 else set()
         for i, s in enumerate(samples):
-            row = {**s, CLIENT: cid}
-            (held_rows if i in held else train_rows).append(row)
+            if not isinstance(s, Mapping):
+                raise DataError(f"{source}: client {cid!r} sample {i} is a "
+                                f"{type(s).__name__}, expected an object")
+            cols = held_cols if i in held else train_cols
+            size = len(cols[CLIENT])
+            for key, v in s.items():
+                if key == CLIENT:
+                    continue
+                col = cols.get(key)
+                if col is None:  # a field first seen now: earlier samples lack it (None)
+                    col = cols[key] = [None] * size
+                col.append(v)
+            cols[CLIENT].append(cid)
+            for col in cols.values():  # a field this sample lacks becomes None
+                if len(col) == size:
+                    col.append(None)
         clients[cid] = dict((metadata or {}).get(cid, {}))
-    columns = sorted({k for r in train_rows + held_rows for k in r})
-    for r in train_rows + held_rows:  # uniform columns; a missing field becomes None
-        for c in columns:
-            r.setdefault(c, None)
-    train = datasets.Dataset.from_list(train_rows)
-    held = datasets.Dataset.from_list(held_rows) if held_rows else None
+    names = sorted(set(train_cols) | set(held_cols))
+    for cols in (train_cols, held_cols):
+        size = len(cols[CLIENT])
+        for name in names:
+            cols.setdefault(name, [None] * size)
+    train = datasets.Dataset.from_dict(train_cols)
+    held = datasets.Dataset.from_dict(held_cols) if held_cols[CLIENT] else None
     fp = fingerprint(source, fingerprint_parts, heldout, seed)
     return FederatedDataset(train=train, heldout=held, clients=clients, fingerprint=fp)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -21,7 +22,7 @@ from . import plugins as plugin_registry
 from .backends import Backend
 from .config import ResolvedConfig, lr_at
 from .context import RunContext, build_context, setup_runtime
-from .errors import FedLLMError, RunDirError
+from .errors import ConfigError, FedLLMError, RunDirError
 from .messages import ClientInstruction, ClientUpdate, Params, nbytes
 from .rundir import RunDir
 from .state import ClientStateStore
@@ -99,7 +100,14 @@ class Engine:
         self.states = {c: {} for c in self.cohorts}
         backend_name = self.cfg.runtime.backend
         info = plugin_registry.load("backend", backend_name)
-        self.backend: Backend = info.plugin.build(info.plugin.Config())
+        try:
+            bcfg = info.plugin.Config.model_validate(self.cfg.runtime.backend_options)
+        except ValidationError as exc:
+            from .config import _errors
+
+            raise ConfigError("invalid run config:\n  " + "\n  ".join(
+                _errors("runtime.backend_options", exc))) from None
+        self.backend: Backend = info.plugin.build(bcfg)
         self.backend.start(self.ctx)
 
     def _attach_run_dir(self) -> None:
@@ -216,11 +224,18 @@ class Engine:
                     yield u
 
             updates = tracked(self.backend.run_clients(instructions()))
+            for out in ctx.call_in_order("privacy", "fedllm_privatize_updates", ctx=ctx,
+                                         cohort=cohort, round=r, global_params=glob,
+                                         updates=updates, clients=list(selected)):
+                if out is not None:
+                    updates = out
             new = hook.fedllm_aggregate(ctx=ctx, cohort=cohort, round=r, global_params=glob,
                                         updates=updates, state=state)
             if new is None:
                 raise FedLLMError("the algorithm returned no aggregate from fedllm_aggregate")
-            if len(per_client) != len(selected):
+            # A backend over a network may lose clients mid-round; it names them in `dropped`.
+            dropped = [c for c in getattr(self.backend, "dropped", None) or [] if c in selected]
+            if len(per_client) + len(dropped) != len(selected):
                 raise FedLLMError(f"the algorithm consumed {len(per_client)} of "
                                   f"{len(selected)} client updates in round {r}")
             for out in ctx.call_in_order("privacy", "fedllm_privatize_aggregate", ctx=ctx,
@@ -231,6 +246,10 @@ class Engine:
             self.globals[cohort] = {k: v.detach().to("cpu", torch.float32) for k, v in new.items()}
             bytes_down += down
             record["cohorts"][cohort] = {"sampled": selected, "clients": per_client}
+            if dropped:
+                record["cohorts"][cohort]["dropped"] = dropped
+            for k, v in (getattr(self.backend, "last_stats", None) or {}).items():
+                record[k] = record.get(k, 0) + v  # e.g. serialised bytes on the wire
         record["train_loss"] = weighted_loss / weight if weight else None
         record["bytes_down"] = bytes_down
         record["bytes_up"] = bytes_up
@@ -294,6 +313,10 @@ class Engine:
         t.add_column("eval", justify="left")
         t.add_column("wall s", justify="right")
         t.add_column("bytes ↓/↑", justify="right")
+        # Privacy plugins report {"privacy": {name: {"epsilon": ...}}} in the record.
+        show_eps = any(rec.get("privacy") for rec in self.history)
+        if show_eps:
+            t.add_column("ε spent", justify="right")
         for rec in self.history:
             n = sum(len(c["sampled"]) for c in rec["cohorts"].values())
             ev = []
@@ -304,8 +327,13 @@ class Engine:
                             pre = f"{cohort}/" if len(rec["cohorts"]) > 1 else ""
                             ev.append(f"{pre}{name}/{k}={v:.4g}")
             loss = rec.get("train_loss")
-            t.add_row(str(rec["round"] + 1), str(n), f"{loss:.4f}" if loss is not None else "-",
-                      ", ".join(ev[:4]), f"{rec['wall_s']:.1f}",
-                      f"{rec['bytes_down']:,}/{rec['bytes_up']:,}")
+            row = [str(rec["round"] + 1), str(n), f"{loss:.4f}" if loss is not None else "-",
+                   ", ".join(ev[:4]), f"{rec['wall_s']:.1f}",
+                   f"{rec['bytes_down']:,}/{rec['bytes_up']:,}"]
+            if show_eps:
+                eps = [f"{v['epsilon']:.4g}" if isinstance(v.get("epsilon"), (int, float))
+                       else "-" for v in (rec.get("privacy") or {}).values()]
+                row.append(", ".join(eps) or "-")
+            t.add_row(*row)
         return t
 

@@ -6,7 +6,8 @@ subset of them (pluggy), and new arguments can be added without breaking plugins
 Two sides:
 
 * **server side** (the coordinator): ``fedllm_cohorts``, ``fedllm_sample``,
-  ``fedllm_configure_client``, ``fedllm_aggregate``, ``fedllm_privatize_aggregate``,
+  ``fedllm_configure_client``, ``fedllm_privatize_updates``, ``fedllm_aggregate``,
+  ``fedllm_privatize_aggregate``,
   ``fedllm_evaluate``, ``fedllm_round_end``;
 * **client side** (wherever a client's local update runs: in-process, a worker process or a
   Flower SuperNode): ``fedllm_wrap_model``, ``fedllm_encode``, ``fedllm_collate``,
@@ -127,6 +128,17 @@ def fedllm_aggregate(ctx, cohort, round, global_params, updates, state):
     not grow with the number of clients. ``state`` is a mutable ``dict[str, Tensor]`` kept per
     cohort across rounds and saved in every checkpoint (server optimizer moments, control
     variates). ``global_params`` must not be mutated.
+    """
+
+
+@hookspec
+def fedllm_privatize_updates(ctx, cohort, round, global_params, updates, clients):
+    """Server-side privacy on the stream of client updates *before* the algorithm folds them
+    (privacy kind, called in config order). ``updates`` is the iterator of
+    :class:`ClientUpdate` the algorithm would receive, ``clients`` the ids sampled this round.
+    Return a replacement iterator (e.g. one that clips each update and adds noise that
+    survives the algorithm's mean) or ``None`` to leave the stream unchanged. Called before any
+    update is consumed, so raising here stops the round before it spends privacy budget.
     """
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from .errors import RunDirError
-from .paths import atomic_write_json, atomic_write_text
+from .paths import atomic_dir, atomic_write_json, atomic_write_text
 
 CKPT_PREFIX = "round-"
 
@@ -43,15 +42,9 @@ class RunDir:
         if path.exists():
             raise RunDirError(f"run directory {str(path)!r} already exists; choose another "
                               "name (name=...) or continue it with --resume")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-        try:
+        with atomic_dir(path, replace=False) as tmp:
             (tmp / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
             (tmp / "metrics.jsonl").touch()
-            os.rename(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return cls(path)
 
     @classmethod
@@ -100,19 +93,11 @@ class RunDir:
 
     def save_checkpoint(self, round: int, tensors: dict[str, torch.Tensor],
                         meta: dict[str, Any], keep: int) -> Path:
-        self.ckpt_root.mkdir(parents=True, exist_ok=True)
         final = self.ckpt_root / f"{CKPT_PREFIX}{round:06d}"
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.ckpt_root))
-        try:
+        with atomic_dir(final) as tmp:
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
                       str(tmp / "state.safetensors"))
             atomic_write_json(tmp / "meta.json", {**meta, "round": round})
-            if final.exists():
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         for old in self.checkpoints()[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final
@@ -134,13 +119,5 @@ class RunDir:
 
     def save_adapter(self, model: Any, target: Path) -> None:
         """``model.save_pretrained`` into a temp dir, then rename over ``target``."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
+        with atomic_dir(target) as tmp:
             model.save_pretrained(str(tmp))
-            if target.exists():
-                shutil.rmtree(target)
-            os.rename(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
