@@ -287,6 +287,9 @@ def resolve(data: dict[str, Any]) -> ResolvedConfig:
 def build_config(path: str | Path | None, overrides: list[str] = ()) -> dict[str, Any]:
     data = load_yaml(path) if path else {}
     for assignment in overrides:
+        top = assignment.split("=", 1)[0].split(".", 1)[0].strip()
+        if top in COMPONENTS_MANY and top not in data:  # `evaluators.1.name=x` extends defaults
+            data[top] = copy.deepcopy(RunConfig.model_fields[top].default)
         apply_override(data, assignment)
     return data
 

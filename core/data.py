@@ -48,7 +48,8 @@ class FederatedDataset:
 
 def client_index(table: datasets.Dataset, clients: Iterable[str]) -> dict[str, np.ndarray]:
     """Row numbers of each client's samples in ``table``; every client must have one."""
-    col = table.data.column(CLIENT).to_numpy(zero_copy_only=False).astype(str)
+    # via the arrow formatter, which honours select()/filter() index mappings
+    col = table.with_format("arrow")[CLIENT].to_numpy(zero_copy_only=False).astype(str)
     order = np.argsort(col, kind="stable")
     keys, starts = np.unique(col[order], return_index=True)
     bounds = dict(zip(keys.tolist(), zip(starts.tolist(), [*starts[1:].tolist(), len(col)])))

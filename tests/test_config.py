@@ -76,3 +76,9 @@ def test_cosine_schedule_matches_reference():
     assert lr_at(t, 3, 10) == pytest.approx(1e-6 + 0.5 * (2e-5 - 1e-6) * (1 + math.cos(math.pi * 0.3)))
     with pytest.raises(ValueError, match="min_lr"):
         TrainConfig(lr=1e-5, min_lr=1e-4)
+
+
+def test_list_overrides_extend_the_default_list():
+    data = build_config(None, ["evaluators.1.name=heldout-loss", "evaluators.1.batch_size=2"])
+    assert data["evaluators"] == [{"name": "heldout-loss"},
+                                  {"name": "heldout-loss", "batch_size": 2}]

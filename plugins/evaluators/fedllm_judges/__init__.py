@@ -1,0 +1,1 @@
+"""fedllm judges: LLMs that grade generated answers (entry-point group ``fedllm.judges``)."""
