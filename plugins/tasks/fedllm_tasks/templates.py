@@ -30,19 +30,30 @@ def render(template: str, messages: list[dict[str, str]], tokenizer=None) -> str
         return tokenizer.apply_chat_template(messages, tokenize=False,
                                              add_generation_prompt=True)
     if template == "vicuna":
-        text = VICUNA_SYSTEM
-        for m in messages:
-            if m["role"] == "user":
-                text += f" USER: {m['content']} ASSISTANT:"
-            elif m["role"] == "assistant":
-                text += f" {m['content']}</s>"
-        return text
+        return "".join(text for text, _ in vicuna_segments(messages, tokenizer))
     if template == "alpaca":
         if len(messages) != 1:  # alpaca is single-turn; earlier turns become context
             history = "\n".join(f"{m['role']}: {m['content']}" for m in messages[:-1])
             return ALPACA_INPUT.format(instruction=messages[-1]["content"], input=history)
         return ALPACA.format(instruction=messages[0]["content"])
     raise ValueError(f"unknown template {template!r}; choose one of {TEMPLATES}")
+
+
+def vicuna_segments(messages: list[dict[str, str]], tokenizer=None) -> list[tuple[str, bool]]:
+    """The vicuna rendering of ``messages`` as ``(text, is_assistant)`` pieces, so multi-turn
+    SFT can label exactly the assistant answers (each followed by EOS). A leading system
+    message replaces the default vicuna system prompt."""
+    eos = getattr(tokenizer, "eos_token", None) or "</s>"
+    system = VICUNA_SYSTEM
+    if messages and messages[0]["role"] == "system":
+        system, messages = messages[0]["content"], messages[1:]
+    out: list[tuple[str, bool]] = [(system, False)]
+    for m in messages:
+        if m["role"] == "user":
+            out.append((f" USER: {m['content']} ASSISTANT:", False))
+        elif m["role"] == "assistant":  # right after "ASSISTANT:", as single-turn SFT
+            out.append((f"{m['content']}{eos}", True))
+    return out
 
 
 def instruction_text(instruction: str, input: str | None) -> str:

@@ -1,0 +1,54 @@
+"""Dynamic local steps (FedLLM-Bench, Fed-ChatbotPA): size each client's local work by its data.
+
+A client is expected to be sampled ``R·K/N`` times in a run, so giving it
+``ceil(n_k · epochs / (R·K/N) / (batch · accum))`` steps per round makes it see its data about
+``epochs`` times over the whole run, however small or large it is (SPEC §4).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field
+
+from fedllm import PluginConfig, hookimpl
+
+
+def dynamic_local_steps(num_samples: int, *, rounds: int, clients_per_round: int,
+                        num_clients: int, batch_size: int, grad_accum: int,
+                        epochs: float = 3.0) -> int:
+    """``ceil(n_k · epochs / (R·K/N) / (batch · accum))``, at least 1.
+
+    K is capped at N: when a round samples every client, each is sampled ``R`` times.
+    """
+    expected_visits = rounds * min(clients_per_round, num_clients) / num_clients
+    steps = math.ceil(num_samples * epochs / expected_visits / (batch_size * grad_accum))
+    return max(1, steps)
+
+
+class StepsConfig(PluginConfig):
+    """Task config fields shared by every task of this package."""
+
+    local_steps: Literal["fixed", "dynamic"] = Field(
+        "fixed", description="'fixed': train.local_steps for every client; 'dynamic': "
+        "ceil(n_k·epochs / (R·K/N) / (batch·accum)) per client (FedLLM-Bench Fed-ChatbotPA).")
+    dynamic_epochs: float = Field(
+        3.0, gt=0, description="Passes over its data each client makes across the run under "
+        "local_steps: dynamic.")
+
+
+class DynamicSteps:
+    """Mixin: the ``fedllm_local_steps`` hook of a task whose config is a StepsConfig."""
+
+    config: StepsConfig
+
+    @hookimpl
+    def fedllm_local_steps(self, ctx, client_id, num_samples):
+        if self.config.local_steps != "dynamic":
+            return None
+        cfg = ctx.config
+        return dynamic_local_steps(
+            num_samples, rounds=cfg.rounds, clients_per_round=cfg.clients_per_round,
+            num_clients=len(ctx.dataset.clients), batch_size=cfg.train.batch_size,
+            grad_accum=cfg.train.grad_accum, epochs=self.config.dynamic_epochs)
