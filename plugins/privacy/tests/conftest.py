@@ -1,0 +1,23 @@
+"""Fixtures of the privacy tests: a minimal run context for driving hooks directly."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+
+def _fake_ctx(*, clients=10, samples=200, k=3, rounds=10, lr=5e-3, seed=0, dataset=True):
+    ds = (SimpleNamespace(clients=[f"c{i}" for i in range(clients)], train=[0] * samples)
+          if dataset else None)
+    cfg = SimpleNamespace(clients_per_round=k, rounds=rounds, seed=seed,
+                          train=SimpleNamespace(lr=lr))
+    return SimpleNamespace(config=cfg, dataset=ds, extra={},
+                           console=SimpleNamespace(print=lambda *a, **kw: None))
+
+
+@pytest.fixture
+def fake_ctx():
+    """``fake_ctx(clients=, samples=, k=, rounds=, lr=, seed=, dataset=)`` → a ctx stand-in with
+    the fields the privacy plugins read (config, dataset, extra, console)."""
+    return _fake_ctx
