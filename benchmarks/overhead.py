@@ -151,20 +151,24 @@ def part_time(tmp: Path, repeats: int) -> None:
 
 
 def part_memory(tmp: Path) -> None:
+    """Peak RSS vs client count, two ways: the same total data split over 20 or 2,000 clients
+    (what the client count itself costs), and the same data per client (data grows 100x)."""
     from fedllm.tiny import ensure_tiny
 
     ensure_tiny(tmp / "model", **SHAPE)
     peaks = {}
-    for n in (20, 2000):
-        data = tmp / f"data{n}.json"
-        make_data(data, clients=n, per_client=12)
+    for n, per in ((20, 1200), (2000, 12), (20, 12)):
+        data = tmp / f"data{n}x{per}.json"
+        make_data(data, clients=n, per_client=per)
         res = subprocess.run([sys.executable, __file__, "--part", "_child", "--tmp", str(tmp),
-                              "--data", str(data), "--name", f"m{n}"],
+                              "--data", str(data), "--name", f"m{n}x{per}"],
                              capture_output=True, text=True, check=True)
-        peaks[n] = json.loads(res.stdout.strip().splitlines()[-1])
-    a, b = peaks[20]["peak_rss_mb"], peaks[2000]["peak_rss_mb"]
-    print(f"peak RSS: 20 clients {a:.1f} MB, 2000 clients {b:.1f} MB, growth {100 * (b / a - 1):+.1f}%"
-          f" (setup {peaks[20]['after_setup_mb']:.1f} / {peaks[2000]['after_setup_mb']:.1f} MB)")
+        peaks[n, per] = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+    a, b, c = peaks[20, 1200], peaks[2000, 12], peaks[20, 12]
+    print(f"peak RSS, same 24,000 samples: 20 clients {a:.1f} MB, 2000 clients {b:.1f} MB, "
+          f"growth {100 * (b / a - 1):+.1f}%")
+    print(f"peak RSS, 12 samples per client: 20 clients {c:.1f} MB, 2000 clients {b:.1f} MB, "
+          f"growth {100 * (b / c - 1):+.1f}% (data 100x larger)")
 
 
 def child(tmp: Path, data: Path, name: str) -> None:

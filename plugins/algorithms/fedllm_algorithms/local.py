@@ -10,7 +10,8 @@ from fedllm.errors import ConfigError
 
 class LocalConfig(PluginConfig):
     client: str | int = Field(
-        0, description="The client that trains: its id (string) or its index in dataset order.")
+        0, description="The client that trains: its id (a string; quote numeric ids) or its "
+        "index in dataset order (an integer).")
 
 
 class Local:

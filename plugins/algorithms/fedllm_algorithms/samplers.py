@@ -9,6 +9,15 @@ from pydantic import Field
 from fedllm import Plugin, PluginConfig, hookimpl
 
 
+def reference_sample(clients: list[str], k: int, round: int, seed_offset: int = 0) -> list[str]:
+    """SPEC §2: ``random.seed(round)``, ``sorted(random.sample(range(N), K))`` over client
+    positions; every client when N <= K."""
+    if len(clients) <= k:
+        return list(clients)
+    rng = random.Random(round + seed_offset)
+    return [clients[i] for i in sorted(rng.sample(range(len(clients)), k))]
+
+
 class UniformConfig(PluginConfig):
     seed_offset: int = Field(
         0, description="Added to the round index to seed the draw; 0 reproduces the reference "
@@ -24,11 +33,8 @@ class Uniform:
 
     @hookimpl
     def fedllm_sample(self, ctx, clients, round):
-        k = ctx.config.clients_per_round
-        if len(clients) <= k:
-            return list(clients)
-        rng = random.Random(round + self.config.seed_offset)
-        return [clients[i] for i in sorted(rng.sample(range(len(clients)), k))]
+        return reference_sample(clients, ctx.config.clients_per_round, round,
+                                self.config.seed_offset)
 
 
 class EveryoneConfig(PluginConfig):

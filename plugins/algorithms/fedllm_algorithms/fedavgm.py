@@ -1,0 +1,54 @@
+"""FedAvgM (Hsu et al. 2019) as in FedLLM-Bench's code (SPEC §3).
+
+Δ = Σ p_k Δ_k (sample-weighted); m ← β1 m + (1−β1) Δ (m = Δ on the first round);
+θ_{t+1} = θ_t + m. The reference's momentum is an EMA with no server learning rate;
+``form: paper`` uses Hsu et al.'s heavy ball, m ← β m + Δ, θ += η_s m.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from fedllm import Plugin, PluginConfig, hookimpl
+
+from .fedopt import moment, momentum, pseudo_gradient, set_moment
+
+
+class FedAvgMConfig(PluginConfig):
+    beta1: float = Field(0.5, ge=0, lt=1, description="Server momentum β1 (FedLLM-Bench's "
+                         "default 0.5; OpenFedLLM uses 0.9).")
+    form: Literal["reference", "paper"] = Field(
+        "reference", description="'reference': EMA m ← β1 m + (1−β1) Δ, θ += m; 'paper': "
+        "heavy ball m ← β1 m + Δ, θ += server_lr · m (Hsu et al.).")
+    server_lr: float = Field(1.0, gt=0, description="Server learning rate of the 'paper' form "
+                             "(the reference form has none, i.e. 1).")
+
+
+class FedAvgM:
+    def __init__(self, config: FedAvgMConfig):
+        self.config = config
+
+    def step(self, global_params, delta, state):
+        c = self.config
+        out = {}
+        for name, theta in global_params.items():
+            d = delta[name].float()
+            if c.form == "reference":
+                m = momentum(state, name, d, c.beta1)
+                out[name] = theta.float() + m
+            else:
+                prev = moment(state, "m", name)
+                m = d if prev is None else c.beta1 * prev + d
+                set_moment(state, "m", name, m)
+                out[name] = theta.float() + c.server_lr * m
+        return out
+
+    @hookimpl
+    def fedllm_aggregate(self, global_params, updates, state):
+        return self.step(global_params, pseudo_gradient(updates, global_params, True), state)
+
+
+plugin = Plugin(kind="algorithm", name="fedavgm", factory=FedAvgM, Config=FedAvgMConfig,
+                description="FedAvgM: server momentum on the sample-weighted mean client delta.")
