@@ -183,10 +183,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", default="all", choices=["all", "time", "memory", "_child"])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for both loops (1 is stable on a shared 2-core box)")
     ap.add_argument("--tmp")
     ap.add_argument("--data")
     ap.add_argument("--name")
     a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(a.threads)
     if a.part == "_child":
         return child(Path(a.tmp), Path(a.data), a.name)
     with tempfile.TemporaryDirectory() as d:

@@ -18,6 +18,10 @@ from .plugins import Plugin, PluginConfig
 
 
 class Backend(Protocol):
+    """Optional attributes the engine reads after each cohort's round, when present:
+    ``dropped`` (ids of clients that never answered; the round completes without them) and
+    ``last_stats`` (numbers added to the round's record, e.g. bytes on the wire)."""
+
     def start(self, ctx: RunContext) -> None: ...
     def run_clients(self, instructions: Iterable[ClientInstruction]) -> Iterator[ClientUpdate]: ...
     def close(self) -> None: ...
