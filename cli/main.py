@@ -50,20 +50,24 @@ def main() -> None:
 @click.option("--stop-after", type=int, default=None,
               help="Stop (with a checkpoint) once this many rounds are done.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs, CI).")
-def run(config, overrides, dry_run, resume, stop_after, no_progress) -> None:
+@click.option("--backend", default=None, metavar="NAME",
+              help="Where clients run, e.g. in-process, flower-sim (= --set runtime.backend=NAME).")
+def run(config, overrides, dry_run, resume, stop_after, no_progress, backend) -> None:
     """Run a federated fine-tuning job (default: the embedded tiny model and dataset)."""
     import yaml
 
     from fedllm.config import build_config, resolve
 
     if resume:
-        if config or overrides:
+        if config or overrides or backend:
             raise FedLLMError("--resume takes its config from the run directory; "
                               "do not pass CONFIG or --set with it")
         from fedllm.engine import Engine
 
         engine = Engine.resume(Path(resume), console=console, progress=not no_progress)
     else:
+        if backend:
+            overrides = [*overrides, f"runtime.backend={backend}"]
         resolved = resolve(build_config(config, list(overrides)))
         if dry_run:
             out.print(yaml.safe_dump(resolved.to_dict(), sort_keys=False), highlight=False,

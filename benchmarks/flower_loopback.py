@@ -1,0 +1,109 @@
+"""Round time of a loopback Flower deployment (`fedllm serve` + 2 x `fedllm join --insecure`)
+vs the in-process simulation of the same tiny config, and bytes per round vs adapter size.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flower_loopback.py [--rounds 3] [--sim]
+
+Prints one JSON object. Every process it starts is stopped before it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FEDLLM = str(Path(sys.executable).parent / "fedllm")
+CLIENTS = ["arithmetic", "capitals"]
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def summary(recs: list[dict]) -> dict:
+    later = recs[1:] or recs  # round 0 includes one-off start costs
+    return {"round_s_mean": sum(r["wall_s"] for r in later) / len(later),
+            "round_s": [round(r["wall_s"], 2) for r in recs],
+            "tensor_bytes_down": recs[-1]["bytes_down"], "tensor_bytes_up": recs[-1]["bytes_up"],
+            "wire_bytes_down": recs[-1].get("wire_bytes_down"),
+            "wire_bytes_up": recs[-1].get("wire_bytes_up")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--sim", action="store_true", help="also time runtime.backend=flower-sim")
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="fedllm-flower-bench-"))
+    os.environ.setdefault("FEDLLM_HOME", str(tmp / "home"))
+    os.environ.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    sys.path.insert(0, str(ROOT))
+    from fedllm_datasets.embedded import raw
+
+    data = raw()["data"]
+    fed = tmp / "fed.json"
+    fed.write_text(json.dumps({c: data[c][:10] for c in CLIENTS}))
+    sets = [f"rounds={a.rounds}", "clients_per_round=2", "eval_every=0", "evaluators=[]",
+            "train.local_steps=2", "train.batch_size=2", "runtime.threads=1",
+            "dataset.name=fedllm-bench-json", f"dataset.path={fed}", "dataset.heldout=0",
+            f"output_dir={tmp}/runs"]
+    out: dict = {}
+    from tests.helpers import run_quick
+
+    t = time.perf_counter()
+    eng = run_quick(tmp, *sets, name="inproc")
+    out["in_process"] = {**summary(eng.history), "total_s": time.perf_counter() - t}
+    from fedllm.messages import nbytes
+
+    out["adapter_bytes"] = nbytes(eng.ctx.get_params())
+    if a.sim:
+        t = time.perf_counter()
+        eng = run_quick(tmp, *sets, "runtime.backend=flower-sim", name="sim")
+        out["flower_sim"] = {**summary(eng.history), "total_s": time.perf_counter() - t}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    env = dict(os.environ)
+    try:
+        t = time.perf_counter()
+        serve = subprocess.Popen([FEDLLM, "serve", "--insecure", "--address",
+                                  f"127.0.0.1:{port}", "--num-nodes", "2",
+                                  *[x for s_ in sets for x in ("--set", s_)], "--set",
+                                  "name=loopback"], env=env, start_new_session=True,
+                                 stdout=subprocess.DEVNULL, stderr=open(tmp / "serve.log", "w"))
+        procs.append(serve)
+        for c in CLIENTS:
+            procs.append(subprocess.Popen(
+                [FEDLLM, "join", "--insecure", "--server", f"127.0.0.1:{port}", "--data",
+                 str(fed), "--client-id", c, "--threads", "1"], env=env,
+                start_new_session=True, stdout=subprocess.DEVNULL,
+                stderr=open(tmp / f"join-{c}.log", "w")))
+        rc = serve.wait(1800)
+        if rc:
+            raise SystemExit(f"serve failed ({rc}); see {tmp}/serve.log")
+        out["loopback"] = {**summary(metrics(tmp / "runs" / "loopback")),
+                           "total_s": time.perf_counter() - t}
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+    out["load_avg_1m"] = os.getloadavg()[0]
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The Flower ClientApp: runs :func:`fedllm.backends.run_client` on this node's own data.
+
+The server sends the run's resolved config with every instruction; the node applies its own
+overrides (``fedllm join --data/--set``, carried in the SuperNode's node config) so that the
+data source, which never leaves this machine, is the node's. The context (model, encoded data)
+is built once per process and config and reused for later messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import traceback
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.clientapp import ClientApp
+
+from .codec import decode_instruction, encode_update
+
+app = ClientApp()
+
+#: node-config key naming this node's settings file (written by ``fedllm join``): JSON with
+#: ``clients`` (ids this node holds; empty: any), ``set`` (KEY=VALUE overrides such as
+#: ``dataset.path=...``), ``state_dir`` (per-client algorithm state), ``threads``.
+NC_NODE = "fedllm-node"
+
+_CACHE: dict[str, Any] = {}
+
+
+def node_settings(node_config) -> dict[str, Any]:
+    path = node_config.get(NC_NODE) if node_config else None
+    if not path:
+        return {}
+    return json.loads(Path(str(path)).read_text(encoding="utf-8"))
+
+
+def node_clients(node_config) -> list[str]:
+    return list(node_settings(node_config).get("clients") or [])
+
+
+def client_context(config: dict[str, Any], node_config) -> Any:
+    """Build (or reuse) this process's client-side RunContext for ``config``."""
+    from rich.console import Console
+
+    from fedllm.config import apply_override, resolve
+    from fedllm.context import build_context, setup_runtime
+    from fedllm.paths import fedllm_home
+    from fedllm.state import ClientStateStore
+
+    data = json.loads(json.dumps(config))
+    run_dir = data.pop("_run_dir", "")
+    node = node_settings(node_config)
+    data["runtime"] = {**data.get("runtime", {}), "backend": "in-process", "backend_options": {}}
+    if node.get("threads"):
+        data["runtime"]["threads"] = int(node["threads"])
+    for o in node.get("set") or []:
+        apply_override(data, o)
+    key = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    if _CACHE.get("key") != key:
+        _CACHE.clear()
+        ctx = build_context(resolve(data), console=Console(stderr=True, quiet=True))
+        setup_runtime(ctx)
+        _CACHE.update(key=key, ctx=ctx)
+    ctx = _CACHE["ctx"]
+    root = Path(node.get("state_dir") or fedllm_home() / "flower-client-state")
+    # one state folder per federation run (the coordinator's run directory names it)
+    run_key = hashlib.sha256(str(run_dir).encode()).hexdigest()[:12]
+    ctx.client_state = ClientStateStore(root / run_key)
+    return ctx
+
+
+def _forget_after(store, cohort: str, client_id: str, round: int) -> None:
+    """A resumed coordinator re-runs round ``round``: drop the client's later state files."""
+    for r, p in store._files(store._dir(cohort, client_id)):
+        if r >= round:
+            p.unlink(missing_ok=True)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    from fedllm.backends import run_client
+    from fedllm.errors import FedLLMError
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    ins, config = decode_instruction(msg.content)
+    try:
+        mine = node_clients(context.node_config)
+        if mine and ins.client_id not in mine:
+            raise FedLLMError(f"this node holds clients {mine}, not {ins.client_id!r}")
+        ctx = client_context(config, context.node_config)
+        _forget_after(ctx.client_state, ins.cohort, ins.client_id, ins.round)
+        update = run_client(ctx, ins)
+        return Message(encode_update(update), reply_to=msg)
+    except Exception as exc:  # reported to the coordinator as this client's error
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return Message(RecordDict({"fedllm": ConfigRecord({"error": detail})}), reply_to=msg)
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """Which clients does this node hold? (the coordinator maps clients to nodes with it)"""
+    return Message(RecordDict({"fedllm": ConfigRecord(
+        {"clients": ",".join(node_clients(context.node_config))})}), reply_to=msg)

@@ -1,0 +1,96 @@
+"""ClientInstruction / ClientUpdate <-> Flower ``RecordDict``.
+
+Tensors travel in ``ArrayRecord``s built from torch state_dicts (bit-exact round trip, STACK.md
+P16); everything else (ids, numbers, nested extras) as one JSON string in a ``ConfigRecord``.
+Tensors nested in ``extras`` (e.g. SCAFFOLD's control variates) are lifted into their own
+``ArrayRecord`` and replaced by a ``{"__tensor__": key}`` marker.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+
+from fedllm.messages import ClientInstruction, ClientUpdate
+
+_T = "__tensor__"
+
+
+def _lift(obj: Any, out: dict[str, torch.Tensor], path: str) -> Any:
+    if isinstance(obj, torch.Tensor):
+        out[path] = obj.detach().to("cpu").contiguous()
+        return {_T: path}
+    if isinstance(obj, dict):
+        return {str(k): _lift(v, out, f"{path}/{k}") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_lift(v, out, f"{path}/{i}") for i, v in enumerate(obj)]
+    return obj
+
+
+def _drop(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {_T}:
+            return tensors[obj[_T]]
+        return {k: _drop(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_drop(v, tensors) for v in obj]
+    return obj
+
+
+def _arrays(params: dict[str, torch.Tensor]) -> ArrayRecord:
+    return ArrayRecord({k: v.detach().to("cpu").contiguous() for k, v in params.items()})
+
+
+def _tensors(rec: ArrayRecord | None) -> dict[str, torch.Tensor]:
+    return dict(rec.to_torch_state_dict()) if rec is not None and len(rec) else {}
+
+
+def encode_instruction(ins: ClientInstruction, config: dict[str, Any]) -> RecordDict:
+    """``config`` is the run's resolved config: the client builds its context from it."""
+    extra_t: dict[str, torch.Tensor] = {}
+    extras = _lift(ins.extras, extra_t, "x")
+    meta = {"cohort": ins.cohort, "round": ins.round, "client_id": ins.client_id,
+            "lr": ins.lr, "seed": ins.seed, "extras": extras}
+    rd = RecordDict({"params": _arrays(ins.params),
+                     "fedllm": ConfigRecord({"instruction": json.dumps(meta),
+                                             "config": json.dumps(config)})})
+    if extra_t:
+        rd["extras"] = _arrays(extra_t)
+    return rd
+
+
+def decode_instruction(rd: RecordDict) -> tuple[ClientInstruction, dict[str, Any]]:
+    meta = json.loads(rd["fedllm"]["instruction"])
+    extras = _drop(meta["extras"], _tensors(rd.get("extras")))
+    ins = ClientInstruction(cohort=meta["cohort"], round=meta["round"],
+                            client_id=meta["client_id"], params=_tensors(rd["params"]),
+                            lr=meta["lr"], seed=meta["seed"], extras=extras)
+    return ins, json.loads(rd["fedllm"]["config"])
+
+
+def encode_update(up: ClientUpdate) -> RecordDict:
+    extra_t: dict[str, torch.Tensor] = {}
+    extras = _lift(up.extras, extra_t, "x")
+    meta = {"client_id": up.client_id, "num_samples": up.num_samples,
+            "metrics": up.metrics, "extras": extras}
+    rd = RecordDict({"params": _arrays(up.params),
+                     "fedllm": ConfigRecord({"update": json.dumps(meta)})})
+    if extra_t:
+        rd["extras"] = _arrays(extra_t)
+    return rd
+
+
+def decode_update(rd: RecordDict) -> ClientUpdate:
+    meta = json.loads(rd["fedllm"]["update"])
+    extras = _drop(meta["extras"], _tensors(rd.get("extras")))
+    return ClientUpdate(client_id=meta["client_id"], num_samples=meta["num_samples"],
+                        params=_tensors(rd["params"]), metrics=meta["metrics"], extras=extras)
+
+
+def wire_bytes(obj: Any) -> int:
+    """Serialised size of a Flower record tree (what the transport carries, before framing)."""
+    children = getattr(obj, "children", None) or {}
+    return len(obj.deflate()) + sum(wire_bytes(c) for c in children.values())

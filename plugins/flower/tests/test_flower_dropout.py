@@ -1,0 +1,53 @@
+"""A SuperNode killed mid-run: the round completes with the clients that answered."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from flower_helpers import adapter
+from test_flower_deploy import start_federation
+
+pytestmark = pytest.mark.slow
+
+
+def test_killed_node_is_recorded_as_dropped(tmp_path, fed_json, procs):
+    serve, nodes = start_federation(
+        procs, tmp_path, fed_json, serve_args=["--insecure", "--round-timeout", "120",
+                                               "--min-clients", "1"],
+        join_args=["--insecure"])
+    metrics = tmp_path / "runs" / "dep" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.is_file() and metrics.read_text().strip()):
+        assert serve.poll() is None, procs.log(serve)[-3000:]
+        assert time.monotonic() < deadline, procs.log(serve)[-3000:]
+        time.sleep(0.5)
+    # nothing listens beyond the address asked: the coordinator's tree has one listening
+    # socket (the SuperLink's 127.0.0.1 port); SuperNodes listen on 127.0.0.1 only
+    listening = {name: _listening(p) for name, p in [("serve", serve), *nodes.items()]}
+    assert len(listening["serve"]) == 1, listening
+    assert all(ip == "127.0.0.1" for socks in listening.values() for ip, _ in socks), listening
+    os.killpg(nodes["capitals"].pid, signal.SIGKILL)  # the node and its ClientApp
+    assert procs.wait(serve, 400) == 0, procs.log(serve)[-3000:]
+    recs = [json.loads(x) for x in metrics.read_text().splitlines()]
+    assert "dropped" not in recs[0]["cohorts"]["global"]
+    assert recs[1]["cohorts"]["global"]["dropped"] == ["capitals"]
+    assert list(recs[1]["cohorts"]["global"]["clients"]) == ["arithmetic"]
+    assert adapter(tmp_path / "runs" / "dep")  # the run finished and saved its adapter
+
+
+def _listening(proc) -> set[tuple[str, int]]:
+    psutil = pytest.importorskip("psutil")
+    root = psutil.Process(proc.pid)
+    out = set()
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            conns = p.net_connections(kind="inet")
+        except psutil.NoSuchProcess:
+            continue
+        out |= {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
+    return out
