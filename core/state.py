@@ -1,6 +1,6 @@
 """Per-client state that persists across rounds without living in RAM.
 
-SCAFFOLD-style algorithms keep one set of tensors per client for the whole run. The store
+Control-variate algorithms keep one set of tensors per client for the whole run. The store
 writes each client's state to its own safetensors file, tagged with the round that produced
 it, and keeps only the newest file a checkpoint may still need. So memory is one client's
 state at a time, and resuming from a checkpoint at round ``r`` sees exactly the state that
