@@ -30,7 +30,7 @@ from fedllm.errors import ConfigError, DataError, FedLLMError
 
 from .sft import check_max_length, check_messages
 from .steps import DynamicSteps, StepsConfig
-from .templates import render
+from .templates import encode_prompts, render
 
 
 class DPOConfig(StepsConfig):
@@ -51,20 +51,6 @@ class DPOConfig(StepsConfig):
     disable_dropout: bool = Field(
         True, description="Turn dropout off in the model (trl's default for DPO), so policy "
         "and reference are scored alike.")
-
-
-def encode_prompts(tok, prompts: list[str]) -> list[list[int]]:
-    """Tokenize rendered prompts, adding the tokenizer's BOS unless the template wrote it."""
-    bos = tok.bos_token
-    has_bos = [bool(bos) and p.startswith(bos) for p in prompts]
-    out: list[list[int] | None] = [None] * len(prompts)
-    for flag in (False, True):
-        rows = [i for i, b in enumerate(has_bos) if b == flag]
-        if rows:
-            enc = tok([prompts[i] for i in rows], add_special_tokens=not flag)["input_ids"]
-            for i, ids in zip(rows, enc):
-                out[i] = ids
-    return out
 
 
 class _TrlDPO:

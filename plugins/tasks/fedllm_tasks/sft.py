@@ -23,7 +23,7 @@ from fedllm import Plugin, hookimpl
 from fedllm.errors import ConfigError, DataError
 
 from .steps import DynamicSteps, StepsConfig
-from .templates import ALPACA_INPUT, render, vicuna_segments
+from .templates import ALPACA_INPUT, encode_prompts, render, vicuna_segments
 
 IGNORE = -100
 ROLES = ("system", "user", "assistant")
@@ -122,8 +122,7 @@ class SFT(DynamicSteps):
                                     f"no {field!r} (got {v!r})")
             prompts.append(self._prompt(ctx, ins, inputs[i]))
             responses.append(resp)
-        bos_in_text = self.config.template == "chat"
-        p_ids = tok(prompts, add_special_tokens=not bos_in_text)["input_ids"]
+        p_ids = encode_prompts(tok, prompts)
         r_ids = tok(responses, add_special_tokens=False)["input_ids"]
         out = {}
         for i, p, r in zip(rows, p_ids, r_ids):
@@ -146,7 +145,10 @@ class SFT(DynamicSteps):
                 # The template marks assistant text itself: let transformers build the mask.
                 enc = tok.apply_chat_template([messages], tokenize=True, return_dict=True,
                                               return_assistant_tokens_mask=True)
-                ids, mask = enc["input_ids"][0], enc["assistant_masks"][0]
+                ids, mask = list(enc["input_ids"][0]), list(enc["assistant_masks"][0])
+                if tok.bos_token_id is not None and (not ids or ids[0] != tok.bos_token_id):
+                    # the template wrote no BOS: add it, as single-turn prompts get it
+                    ids, mask = [tok.bos_token_id, *ids], [0, *mask]
                 return ids, [t if m else IGNORE for t, m in zip(ids, mask)]
             text, spans = chat_spans(tok, messages, client_id, split)
         else:

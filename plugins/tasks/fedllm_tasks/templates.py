@@ -59,3 +59,17 @@ def vicuna_segments(messages: list[dict[str, str]], tokenizer=None) -> list[tupl
 def instruction_text(instruction: str, input: str | None) -> str:
     """Fold an optional alpaca-style ``input`` into the user turn."""
     return f"{instruction}\n\n{input}" if input else instruction
+
+
+def encode_prompts(tok, prompts: list[str]) -> list[list[int]]:
+    """Tokenize rendered prompts, adding the tokenizer's BOS unless the template wrote it."""
+    bos = tok.bos_token
+    has_bos = [bool(bos) and p.startswith(bos) for p in prompts]
+    out: list[list[int] | None] = [None] * len(prompts)
+    for flag in (False, True):
+        rows = [i for i, b in enumerate(has_bos) if b == flag]
+        if rows:
+            enc = tok([prompts[i] for i in rows], add_special_tokens=not flag)["input_ids"]
+            for i, ids in zip(rows, enc):
+                out[i] = ids
+    return out
