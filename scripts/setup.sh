@@ -10,6 +10,6 @@ PY=${PYTHON:-python3}
   -e . \
   -e plugins/algorithms -e plugins/datasets -e plugins/tasks -e plugins/peft \
   -e plugins/evaluators -e plugins/privacy -e plugins/flower \
-  pytest "flwr[simulation]" opacus flwr-datasets matplotlib 2>&1 | grep -v "is ignored" || true
+  pytest bitsandbytes "flwr[simulation]" opacus flwr-datasets matplotlib 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -c "import fedllm, fedllm_algorithms, fedllm_datasets" \
   || { echo "setup failed: fedllm is not importable from .venv" >&2; exit 1; }

@@ -24,7 +24,6 @@ def test_unknown_model_fails_clearly(tmp_path):
 
 
 def test_8bit_base_model_trains_lora(tmp_path):
-    pytest.importorskip("bitsandbytes")
     eng = run_quick(tmp_path, "model.quantization=8bit", "rounds=1")
     kinds = {type(m).__name__ for m in eng.ctx.model.modules()}
     assert "Linear8bitLt" in kinds
