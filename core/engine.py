@@ -310,26 +310,28 @@ class Engine:
         t.add_column("round", justify="right")
         t.add_column("clients", justify="right")
         t.add_column("train loss", justify="right")
-        t.add_column("eval", justify="left")
+        t.add_column("eval", justify="left", no_wrap=True, min_width=24)
         t.add_column("wall s", justify="right")
-        t.add_column("bytes ↓/↑", justify="right")
+        t.add_column("KiB ↓/↑", justify="right")
         # Privacy plugins report {"privacy": {name: {"epsilon": ...}}} in the record.
         show_eps = any(rec.get("privacy") for rec in self.history)
         if show_eps:
             t.add_column("ε spent", justify="right")
         for rec in self.history:
             n = sum(len(c["sampled"]) for c in rec["cohorts"].values())
-            ev = []
+            ev = []  # the first number each evaluator reports, e.g. "heldout-loss loss=3.71"
             for cohort, res in (rec.get("eval") or {}).items():
                 for name, vals in res.items():
-                    for k, v in vals.items():
-                        if isinstance(v, (int, float)):
-                            pre = f"{cohort}/" if len(rec["cohorts"]) > 1 else ""
-                            ev.append(f"{pre}{name}/{k}={v:.4g}")
+                    k, v = next(((k, v) for k, v in vals.items()
+                                 if isinstance(v, (int, float)) and not isinstance(v, bool)),
+                                (None, None))
+                    if k is not None:
+                        pre = f"{cohort}/" if len(rec["cohorts"]) > 1 else ""
+                        ev.append(f"{pre}{name} {k}={v:.4g}")
             loss = rec.get("train_loss")
             row = [str(rec["round"] + 1), str(n), f"{loss:.4f}" if loss is not None else "-",
-                   ", ".join(ev[:4]), f"{rec['wall_s']:.1f}",
-                   f"{rec['bytes_down']:,}/{rec['bytes_up']:,}"]
+                   "\n".join(ev[:6]), f"{rec['wall_s']:.1f}",
+                   f"{rec['bytes_down'] / 1024:,.0f}/{rec['bytes_up'] / 1024:,.0f}"]
             if show_eps:
                 eps = [f"{v['epsilon']:.4g}" if isinstance(v.get("epsilon"), (int, float))
                        else "-" for v in (rec.get("privacy") or {}).values()]
