@@ -8,19 +8,15 @@ from __future__ import annotations
 
 from fedllm import Plugin
 
-from .fedopt import AdaptiveServerOpt, momentum
-from .fedyogi import FedYogiConfig
+from .fedyogi import FedYogi, FedYogiConfig
 
 
 class FedAdamConfig(FedYogiConfig):
     pass
 
 
-class FedAdam(AdaptiveServerOpt):
-    def _first(self, state, name, delta):
-        c = self.config
-        return momentum(state, name, delta, c.beta1,
-                        first="delta" if c.form == "reference" else "zero")
+class FedAdam(FedYogi):
+    """Yogi's momentum; only the second-moment rule differs."""
 
     def _second(self, v, m, delta):
         sq = m * m if self.config.form == "reference" else delta * delta
