@@ -1,7 +1,9 @@
 """Round time of a loopback Flower deployment (`fedllm serve` + 2 x `fedllm join --insecure`)
-vs the in-process simulation of the same tiny config, and bytes per round vs adapter size.
+vs the in-process simulation of the same tiny config, and bytes per round vs adapter size;
+``--secagg`` adds the same deployment under SecAgg+ (`serve --secure-aggregation`).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flower_loopback.py [--rounds 3] [--sim]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flower_loopback.py [--rounds 3] [--sim] \
+        [--secagg] [--no-plain]
 
 Prints one JSON object. Every process it starts is stopped before it exits.
 """
@@ -37,10 +39,48 @@ def summary(recs: list[dict]) -> dict:
             "wire_bytes_up": recs[-1].get("wire_bytes_up")}
 
 
+def deployment(tmp: Path, fed: Path, sets: list[str], name: str, *serve_args: str) -> dict:
+    """`fedllm serve` + one `fedllm join` per client on 127.0.0.1; the run's round figures."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    env = dict(os.environ)
+    try:
+        t = time.perf_counter()
+        serve = subprocess.Popen([FEDLLM, "serve", "--insecure", "--address",
+                                  f"127.0.0.1:{port}", "--num-nodes", "2", *serve_args,
+                                  *[x for s_ in sets for x in ("--set", s_)], "--set",
+                                  f"name={name}"], env=env, start_new_session=True,
+                                 stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.log", "w"))
+        procs.append(serve)
+        for c in CLIENTS:
+            procs.append(subprocess.Popen(
+                [FEDLLM, "join", "--insecure", "--server", f"127.0.0.1:{port}", "--data",
+                 str(fed), "--client-id", c, "--threads", "1", "--state-dir",
+                 str(tmp / f"state-{name}-{c}")], env=env, start_new_session=True,
+                stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}-join-{c}.log", "w")))
+        rc = serve.wait(1800)
+        if rc:
+            raise SystemExit(f"serve failed ({rc}); see {tmp}/{name}.log")
+        return {**summary(metrics(tmp / "runs" / name)), "total_s": time.perf_counter() - t}
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sim", action="store_true", help="also time runtime.backend=flower-sim")
+    ap.add_argument("--secagg", action="store_true", help="also time a SecAgg+ deployment")
+    ap.add_argument("--no-plain", action="store_true", help="skip the plain deployment")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fedllm-flower-bench-"))
     os.environ.setdefault("FEDLLM_HOME", str(tmp / "home"))
@@ -68,39 +108,12 @@ def main() -> None:
         t = time.perf_counter()
         eng = run_quick(tmp, *sets, "runtime.backend=flower-sim", name="sim")
         out["flower_sim"] = {**summary(eng.history), "total_s": time.perf_counter() - t}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = []
-    env = dict(os.environ)
-    try:
-        t = time.perf_counter()
-        serve = subprocess.Popen([FEDLLM, "serve", "--insecure", "--address",
-                                  f"127.0.0.1:{port}", "--num-nodes", "2",
-                                  *[x for s_ in sets for x in ("--set", s_)], "--set",
-                                  "name=loopback"], env=env, start_new_session=True,
-                                 stdout=subprocess.DEVNULL, stderr=open(tmp / "serve.log", "w"))
-        procs.append(serve)
-        for c in CLIENTS:
-            procs.append(subprocess.Popen(
-                [FEDLLM, "join", "--insecure", "--server", f"127.0.0.1:{port}", "--data",
-                 str(fed), "--client-id", c, "--threads", "1"], env=env,
-                start_new_session=True, stdout=subprocess.DEVNULL,
-                stderr=open(tmp / f"join-{c}.log", "w")))
-        rc = serve.wait(1800)
-        if rc:
-            raise SystemExit(f"serve failed ({rc}); see {tmp}/serve.log")
-        out["loopback"] = {**summary(metrics(tmp / "runs" / "loopback")),
-                           "total_s": time.perf_counter() - t}
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+    if not a.no_plain:
+        out["loopback"] = deployment(tmp, fed, sets, "loopback")
+    if a.secagg:
+        out["loopback_secagg"] = deployment(
+            tmp, fed, [*sets, "runtime.backend_options.secure_aggregation.max_weight=64"],
+            "loopback-secagg", "--secure-aggregation")
     out["load_avg_1m"] = os.getloadavg()[0]
     print(json.dumps(out, indent=1))
 

@@ -47,6 +47,9 @@ def register(main: click.Group) -> None:
                   help="Seconds to wait for a round's replies; later ones count as dropped.")
     @click.option("--num-nodes", type=int, default=None,
                   help="SuperNodes to wait for before the first round.")
+    @click.option("--secure-aggregation", "secagg", is_flag=True,
+                  help="Flower SecAgg+: the coordinator sees only each round's weighted mean "
+                  "(tune with --set runtime.backend_options.secure_aggregation.KEY=VALUE).")
     @click.option("--resume", type=click.Path(file_okay=False),
                   help="Continue RUN_DIR from its last checkpoint.")
     @click.option("--stop-after", type=int, default=None,
@@ -54,7 +57,7 @@ def register(main: click.Group) -> None:
     @click.option("--workdir", type=click.Path(file_okay=False), default=None,
                   help="SuperLink state and logs (default: a folder under FEDLLM_HOME).")
     def serve(config, overrides, address, insecure, keys_dir, min_clients, round_timeout,
-              num_nodes, resume, stop_after, workdir) -> None:
+              num_nodes, secagg, resume, stop_after, workdir) -> None:
         """Coordinate a federation: start a SuperLink and run the rounds over its SuperNodes."""
         import time
 
@@ -88,6 +91,9 @@ def register(main: click.Group) -> None:
             for k, v in opts.items():
                 if v is not None:
                     apply_override(raw, f"runtime.backend_options.{k}={v}")
+            if secagg and (raw.get("runtime", {}).get("backend_options") or {}).get(
+                    "secure_aggregation") is None:
+                apply_override(raw, "runtime.backend_options.secure_aggregation={}")
             raw["output_dir"] = str(Path(raw.get("output_dir", "runs")).resolve())
             resolve(raw)  # every config error before anything starts
             raw = resolve(raw).to_dict()

@@ -216,11 +216,13 @@ class Engine:
                 nonlocal bytes_up, weighted_loss, weight
                 for u in it:
                     bytes_up += nbytes(u.params) + nbytes(u.extras)
-                    per_client[u.client_id] = {"num_samples": u.num_samples, **u.metrics}
-                    if "train_loss" in u.metrics:
-                        weighted_loss += u.metrics["train_loss"] * u.num_samples
-                        weight += u.num_samples
-                    progress.advance(clients_task)
+                    for m in u.clients():
+                        n, metrics = m["num_samples"], m["metrics"]
+                        per_client[m["client_id"]] = {"num_samples": n, **metrics}
+                        if "train_loss" in metrics:
+                            weighted_loss += metrics["train_loss"] * n
+                            weight += n
+                        progress.advance(clients_task)
                     yield u
 
             updates = tracked(self.backend.run_clients(instructions()))

@@ -131,6 +131,17 @@ def fedllm_aggregate(ctx, cohort, round, global_params, updates, state):
     """
 
 
+@hookspec(firstresult=True)
+def fedllm_aggregation_weights(ctx):
+    """Declare that this algorithm's ``fedllm_aggregate`` uses the round's updates only through
+    one weighted mean of their ``params``, and with which weights: ``"samples"`` (n_k) or
+    ``"uniform"`` (algorithm kind). Handed a single update holding that mean, it must return
+    what it returns for the individual updates. Secure aggregation, where the server learns
+    only that mean, requires it; an algorithm that needs individual updates (or tensors in
+    their ``extras``) leaves it unimplemented or returns ``None``.
+    """
+
+
 @hookspec
 def fedllm_privatize_updates(ctx, cohort, round, global_params, updates, clients):
     """Server-side privacy on the stream of client updates *before* the algorithm folds them

@@ -30,13 +30,25 @@ class ClientInstruction:
 @dataclass
 class ClientUpdate:
     """Sent back up: the client's new adapter ``params`` (θ_k), its sample count ``n_k``,
-    training metrics and algorithm extras (e.g. a control-variate change)."""
+    training metrics and algorithm extras (e.g. a control-variate change).
+
+    Under secure aggregation the server never sees one client's update: the backend yields a
+    single update whose ``params`` are the cohort's weighted mean and whose ``members`` list
+    each client it stands for (``client_id``, ``num_samples``, ``metrics``)."""
 
     client_id: str
     num_samples: int
     params: Params
     metrics: dict[str, float] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    members: list[dict[str, Any]] | None = None
+
+    def clients(self) -> list[dict[str, Any]]:
+        """The clients this update stands for: its members, or itself."""
+        if self.members is not None:
+            return self.members
+        return [{"client_id": self.client_id, "num_samples": self.num_samples,
+                 "metrics": self.metrics}]
 
     def delta(self, global_params: Params) -> Params:
         """Δ_k = θ_k − θ_t, in float32."""

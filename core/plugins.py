@@ -175,6 +175,7 @@ OWNERS: dict[str, set[str]] = {
     "fedllm_cohorts": {"sampler"},
     "fedllm_sample": {"sampler", "algorithm"},
     "fedllm_aggregate": {"algorithm"},
+    "fedllm_aggregation_weights": {"algorithm"},
 }
 
 

@@ -18,6 +18,10 @@ class FedAvg:
     def fedllm_aggregate(self, updates):
         return weighted_params(updates)
 
+    @hookimpl
+    def fedllm_aggregation_weights(self):
+        return "samples"  # a weighted mean: secure aggregation may hide the updates
+
 
 plugin = Plugin(kind="algorithm", name="fedavg", factory=FedAvg, Config=FedAvgConfig,
                 description="FedAvg: sample-count weighted average of client adapters.")

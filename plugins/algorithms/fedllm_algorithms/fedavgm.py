@@ -49,6 +49,10 @@ class FedAvgM:
     def fedllm_aggregate(self, global_params, updates, state):
         return self.step(global_params, pseudo_gradient(updates, global_params, True), state)
 
+    @hookimpl
+    def fedllm_aggregation_weights(self):
+        return "samples"  # the momentum step needs only the weighted mean delta
+
 
 plugin = Plugin(kind="algorithm", name="fedavgm", factory=FedAvgM, Config=FedAvgMConfig,
                 description="FedAvgM: server momentum on the sample-weighted mean client delta.")

@@ -92,3 +92,7 @@ class AdaptiveServerOpt:
     def fedllm_aggregate(self, global_params, updates, state):
         delta = pseudo_gradient(updates, global_params, self.config.weighted)
         return self.step(global_params, delta, state)
+
+    @hookimpl
+    def fedllm_aggregation_weights(self):
+        return "samples" if self.config.weighted else "uniform"

@@ -46,6 +46,10 @@ class FedProx:
     def fedllm_aggregate(self, updates):
         return weighted_params(updates)
 
+    @hookimpl
+    def fedllm_aggregation_weights(self):
+        return "samples"
+
 
 plugin = Plugin(kind="algorithm", name="fedprox", factory=FedProx, Config=FedProxConfig,
                 description="FedProx: proximal term μ/2‖θ−θ_t‖² in the local loss; FedAvg "

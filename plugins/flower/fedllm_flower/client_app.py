@@ -18,9 +18,20 @@ from typing import Any
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from .codec import decode_instruction, encode_update
 
-app = ClientApp()
+def secagg_mod(msg: Message, context: Context, call_next) -> Message:
+    """Flower's ``secaggplus_mod`` for the messages of a SecAgg+ round (they carry its config
+    record); the rest pass through. SecAgg+'s key and share stages never import torch."""
+    from flwr.client.mod import secaggplus_mod
+    from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+    if RECORD_KEY_CONFIGS in msg.content.config_records:
+        return secaggplus_mod(msg, context, call_next)
+    return call_next(msg, context)
+
+
+# Flower starts a fresh process per message: this module imports only Flower at load time.
+app = ClientApp(mods=[secagg_mod])
 
 #: node-config key naming this node's settings file (written by ``fedllm join``): JSON with
 #: ``clients`` (ids this node holds; empty: any), ``set`` (KEY=VALUE overrides such as
@@ -48,10 +59,10 @@ def client_context(config: dict[str, Any], node_config) -> Any:
     from fedllm.config import apply_override, resolve
     from fedllm.context import build_context, setup_runtime
     from fedllm.paths import fedllm_home
-    from fedllm.state import ClientStateStore
 
     data = json.loads(json.dumps(config))
     run_dir = data.pop("_run_dir", "")
+    checkpointed = int(data.pop("_checkpointed_round", -1))
     node = node_settings(node_config)
     data["runtime"] = {**data.get("runtime", {}), "backend": "in-process", "backend_options": {}}
     if node.get("threads"):
@@ -66,10 +77,18 @@ def client_context(config: dict[str, Any], node_config) -> Any:
         _CACHE.update(key=key, ctx=ctx)
     ctx = _CACHE["ctx"]
     root = Path(node.get("state_dir") or fedllm_home() / "flower-client-state")
-    # one state folder per federation run (the coordinator's run directory names it)
-    run_key = hashlib.sha256(str(run_dir).encode()).hexdigest()[:12]
-    ctx.client_state = ClientStateStore(root / run_key)
+    ctx.client_state = node_store(root, run_dir, checkpointed)
     return ctx
+
+
+def node_store(root: Path, run_dir: str, checkpointed: int):
+    """This node's per-client state for one federation run (the coordinator's run directory
+    names it), keeping each client's state as of the coordinator's last checkpoint."""
+    from fedllm.state import ClientStateStore
+
+    store = ClientStateStore(Path(root) / hashlib.sha256(str(run_dir).encode()).hexdigest()[:12])
+    store.mark_checkpoint(checkpointed)
+    return store
 
 
 def _forget_after(store, cohort: str, client_id: str, round: int) -> None:
@@ -79,20 +98,32 @@ def _forget_after(store, cohort: str, client_id: str, round: int) -> None:
             p.unlink(missing_ok=True)
 
 
-@app.train()
-def train(msg: Message, context: Context) -> Message:
+def _run(config: dict[str, Any], ins, node_config):
+    """One client's local update on this node (the client must be one this node holds)."""
     from fedllm.backends import run_client
     from fedllm.errors import FedLLMError
 
+    mine = node_clients(node_config)
+    if mine and ins.client_id not in mine:
+        raise FedLLMError(f"this node holds clients {mine}, not {ins.client_id!r}")
+    ctx = client_context(config, node_config)
+    _forget_after(ctx.client_state, ins.cohort, ins.client_id, ins.round)
+    return run_client(ctx, ins)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from .codec import decode_instruction, encode_update
+    from .secagg import is_secure, node_train
+
+    if is_secure(msg):  # a SecAgg+ round: all of this node's clients, one masked reply
+        return Message(node_train(msg.content, lambda config, instructions: (
+            (ins, _run(config, ins, context.node_config)) for ins in instructions)),
+            reply_to=msg)
     ins, config = decode_instruction(msg.content)
     try:
-        mine = node_clients(context.node_config)
-        if mine and ins.client_id not in mine:
-            raise FedLLMError(f"this node holds clients {mine}, not {ins.client_id!r}")
-        ctx = client_context(config, context.node_config)
-        _forget_after(ctx.client_state, ins.cohort, ins.client_id, ins.round)
-        update = run_client(ctx, ins)
+        update = _run(config, ins, context.node_config)
         return Message(encode_update(update), reply_to=msg)
     except Exception as exc:  # reported to the coordinator as this client's error
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import safetensors.torch
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 
 from fedllm.messages import ClientInstruction, ClientUpdate
 
 _T = "__tensor__"
+_META = "__meta__"
 
 
 def _lift(obj: Any, out: dict[str, torch.Tensor], path: str) -> Any:
@@ -69,6 +71,29 @@ def decode_instruction(rd: RecordDict) -> tuple[ClientInstruction, dict[str, Any
                             client_id=meta["client_id"], params=_tensors(rd["params"]),
                             lr=meta["lr"], seed=meta["seed"], extras=extras)
     return ins, json.loads(rd["fedllm"]["config"])
+
+
+def instruction_to_bytes(ins: ClientInstruction) -> bytes:
+    """One instruction as one safetensors blob (for a ``bytes`` config value, e.g. in the
+    FitIns of a SecAgg+ round): tensors by name, the rest as UTF-8 JSON in a byte tensor."""
+    tensors = {f"p/{k}": v.detach().to("cpu").contiguous() for k, v in ins.params.items()}
+    extra_t: dict[str, torch.Tensor] = {}
+    extras = _lift(ins.extras, extra_t, "x")
+    tensors.update(extra_t)
+    meta = {"cohort": ins.cohort, "round": ins.round, "client_id": ins.client_id,
+            "lr": ins.lr, "seed": ins.seed, "extras": extras}
+    tensors[_META] = torch.frombuffer(bytearray(json.dumps(meta).encode()), dtype=torch.uint8)
+    return safetensors.torch.save(tensors)
+
+
+def instruction_from_bytes(blob: bytes) -> ClientInstruction:
+    tensors = safetensors.torch.load(blob)
+    meta = json.loads(bytes(tensors.pop(_META).tolist()).decode())
+    params = {k[2:]: v for k, v in tensors.items() if k.startswith("p/")}
+    extras = _drop(meta["extras"], {k: v for k, v in tensors.items() if not k.startswith("p/")})
+    return ClientInstruction(cohort=meta["cohort"], round=meta["round"],
+                             client_id=meta["client_id"], params=params, lr=meta["lr"],
+                             seed=meta["seed"], extras=extras)
 
 
 def encode_update(up: ClientUpdate) -> RecordDict:

@@ -21,6 +21,7 @@ from fedllm.errors import FedLLMError
 from fedllm.messages import ClientInstruction, ClientUpdate
 
 from .codec import decode_update, encode_instruction, wire_bytes
+from .secagg import SecAggConfig, check_run, secure_round
 
 #: the Grid of the ServerApp this process runs in (set by fedllm_flower.server_app)
 CURRENT_GRID: Any = None
@@ -38,6 +39,10 @@ class GridConfig(PluginConfig):
         "bit for bit) instead of arrival order (holds fewer updates in memory).")
     num_nodes: int | None = Field(
         None, ge=1, description="SuperNodes to wait for before the first round (None: 1).")
+    secure_aggregation: SecAggConfig | None = Field(
+        None, description="Flower SecAgg+ (e.g. `{}` for the defaults): the coordinator "
+        "learns only the round's weighted mean of each SuperNode's update; needs an algorithm "
+        "that declares a weighted-mean aggregate and clients on at least 2 nodes per round.")
 
 
 def assign(clients: list[str], nodes: dict[int, list[str]]) -> dict[str, int]:
@@ -69,8 +74,14 @@ class GridBackend:
 
     # -- setup ------------------------------------------------------------------------------
 
-    def start(self, ctx: RunContext) -> None:
+    def preflight(self, ctx: RunContext) -> None:
+        """Config checks that need the run's plugins, before any process or node is awaited."""
         self.ctx = ctx
+        if self.config.secure_aggregation is not None:
+            self.weights = check_run(ctx, self.config.secure_aggregation)
+
+    def start(self, ctx: RunContext) -> None:
+        self.preflight(ctx)
         if self.grid is None:
             self.grid = CURRENT_GRID
         if self.grid is None:
@@ -79,8 +90,11 @@ class GridBackend:
         self.nodes = self._discover()
         self.node_of = assign(list(ctx.dataset.client_ids), self.nodes)
 
+    def expected_nodes(self) -> int:
+        return self.config.num_nodes or 1
+
     def _discover(self) -> dict[int, list[str]]:
-        want = self.config.num_nodes or 1
+        want = self.expected_nodes()
         deadline = time.monotonic() + self.config.wait_nodes
         while True:
             ids = sorted(self.grid.get_node_ids())
@@ -106,9 +120,15 @@ class GridBackend:
     # -- rounds -----------------------------------------------------------------------------
 
     def run_clients(self, instructions: Iterable[ClientInstruction]) -> Iterator[ClientUpdate]:
-        config = {**self.ctx.resolved.to_dict(), "_run_dir": str(self.ctx.run_dir or "")}
+        # the node keeps per-client state back to the coordinator's last checkpoint, so that a
+        # resumed coordinator finds every client's state as of that checkpoint
+        config = {**self.ctx.resolved.to_dict(), "_run_dir": str(self.ctx.run_dir or ""),
+                  "_checkpointed_round": self.ctx.client_state.checkpointed_round}
         config.pop("plugins", None)
         self.dropped = []
+        if self.config.secure_aggregation is not None:
+            yield from secure_round(self, list(instructions), config)
+            return
         # A SuperNode runs one message at a time: queue each node's clients and send the next
         # one when the previous one answered (nodes still work in parallel).
         queues: dict[int, list[tuple[str, Message]]] = {}

@@ -37,6 +37,7 @@ class SimBackend(GridBackend):
             raise FedLLMError("runtime.backend 'flower-sim' needs Flower's simulation extra "
                               "(Ray): pip install 'fedllm-flower[simulation]' (or "
                               "'flwr[simulation]'); or use runtime.backend=in-process")
+        self.preflight(ctx)
         from flwr.serverapp import ServerApp
         from flwr.simulation import run_simulation
 
@@ -75,6 +76,9 @@ class SimBackend(GridBackend):
             raise FedLLMError(f"Flower simulation failed to start: {self._error[:1]}")
         self.grid = grid
         super().start(ctx)
+
+    def expected_nodes(self) -> int:
+        return self.config.num_nodes or self.config.num_supernodes
 
     def close(self) -> None:
         if getattr(self, "_stop", None) is not None:

@@ -2,7 +2,8 @@ import torch
 
 from fedllm.messages import ClientInstruction, ClientUpdate
 from fedllm_flower.codec import (decode_instruction, decode_update, encode_instruction,
-                                 encode_update, wire_bytes)
+                                 encode_update, instruction_from_bytes, instruction_to_bytes,
+                                 wire_bytes)
 from fedllm_flower.grid_backend import assign
 from fedllm.errors import FedLLMError
 import pytest
@@ -30,6 +31,15 @@ def test_instruction_and_update_round_trip_bit_exact():
     assert all(torch.equal(back.extras["scaffold_dc"][k], c[k]) for k in c)
     # serialised size covers the tensor payload (2 x 32 floats x 4 bytes, twice)
     assert wire_bytes(rd) >= 4 * 32 * 4
+
+    # the single-blob form (a bytes value in a SecAgg+ round's FitIns) is as exact
+    got = instruction_from_bytes(instruction_to_bytes(ins))
+    assert (got.cohort, got.round, got.client_id, got.lr, got.seed) == ("global", 3, "client/1",
+                                                                         1e-3, 42)
+    assert got.params.keys() == params.keys()
+    assert all(torch.equal(got.params[k], params[k]) for k in params)
+    assert all(torch.equal(got.extras["scaffold_c"][k], c[k]) for k in c)
+    assert got.extras["mu"] == 0.01 and got.extras["tags"] == ["a", 1]
 
 
 def test_assign_clients_to_nodes():

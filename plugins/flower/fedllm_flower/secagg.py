@@ -1,0 +1,248 @@
+"""Secure aggregation with Flower's SecAgg+: the coordinator learns only a round's weighted mean.
+
+Flower's own protocol code runs both ends: :class:`flwr.server.workflow.SecAggPlusWorkflow` on
+the coordinator and :func:`flwr.client.mod.secaggplus_mod` in every ClientApp (key agreement,
+Shamir shares, masking, dropout recovery). We only feed it and read it:
+
+* the workflow asks a Flower ``Strategy`` for each node's fit instructions and hands it the
+  unmasked result; :class:`_Relay` is that strategy, and it neither samples nor aggregates
+  (our sampler chose the clients, our algorithm folds the result);
+* a SuperNode trains all of its sampled clients, folds their deltas Δ_k = θ_k − θ_t with the
+  algorithm's declared weights w_k (``fedllm_aggregation_weights``) and reports the node's mean
+  Δ with weight Σ w_k; the mod masks ``Σw/max_weight · Δ`` so the workflow's unmasked result is
+  the round's weighted mean Δ over every answering client;
+* the engine receives one :class:`ClientUpdate` with θ_t + mean Δ whose ``members`` list the
+  clients it stands for. Sample counts and training metrics travel in the clear, as Flower's
+  SecAgg+ does with its ``FitRes`` metrics; adapter updates never do.
+
+Algorithms that need individual updates (no declared weights) and privacy plugins that treat
+each update on the server (``fedllm_privatize_updates``) are refused before the run starts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.common import (Code, FitIns, FitRes, Parameters, Status, ndarrays_to_parameters,
+                         parameters_to_ndarrays)
+from flwr.compat.common import recorddict_compat as compat
+from flwr.server.compat.grid_client_proxy import GridClientProxy
+from flwr.server.compat.legacy_context import LegacyContext
+from flwr.server.strategy import Strategy
+from flwr.server.workflow import SecAggPlusWorkflow
+from pydantic import Field
+
+from fedllm import PluginConfig
+from fedllm.aggregation import RunningMean
+from fedllm.errors import ConfigError, FedLLMError
+from fedllm.messages import ClientInstruction, ClientUpdate
+
+from .codec import instruction_from_bytes, instruction_to_bytes, wire_bytes
+
+if TYPE_CHECKING:
+    from .grid_backend import GridBackend
+
+FIELD = "runtime.backend_options.secure_aggregation"
+_INS = "fedllm.ins."  # FitIns config keys: one serialised ClientInstruction per client
+_FITINS = "fitins.config"
+
+
+class SecAggConfig(PluginConfig):
+    """Flower SecAgg+ parameters (see ``flwr.server.workflow.SecAggPlusWorkflow``)."""
+
+    num_shares: int | float = Field(
+        1.0, gt=0, description="Shares each node's secret is split into: a count (> 2) or a "
+        "fraction of the round's SuperNodes (1.0: all of them).")
+    reconstruction_threshold: int | float = Field(
+        0.5, gt=0, description="Shares needed to rebuild a secret: a count (< num_shares) or a "
+        "fraction of num_shares (at least 2). Up to num_shares − threshold nodes may drop.")
+    max_weight: float = Field(
+        1000.0, gt=0, description="Largest weight one SuperNode may report in a round (its "
+        "clients' summed sample counts, or their number for uniform weights). Precision is "
+        "about clipping_range / quantization_range × max_weight / Σ weights.")
+    clipping_range: float = Field(
+        1.0, gt=0, description="Bound on |weight/max_weight × Δ| per adapter entry; a node "
+        "whose update exceeds it fails loudly instead of being clipped.")
+    quantization_range: int = Field(
+        2**22, gt=0, description="Integer levels the clipping range is quantised to.")
+
+
+def workflow(cfg: SecAggConfig, timeout: float | None) -> SecAggPlusWorkflow:
+    try:
+        return SecAggPlusWorkflow(cfg.num_shares, cfg.reconstruction_threshold,
+                                  max_weight=cfg.max_weight, clipping_range=cfg.clipping_range,
+                                  quantization_range=cfg.quantization_range, timeout=timeout)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{FIELD}: {exc}") from None
+
+
+def check_run(ctx, cfg: SecAggConfig) -> str:
+    """The weights the run's algorithm declares; a clear error when nothing may be hidden."""
+    workflow(cfg, None)  # Flower's own checks of the numbers
+    algo = ctx.resolved.components["algorithm"][0][0].name
+    weights = ctx.hook.fedllm_aggregation_weights(ctx=ctx)
+    if weights not in ("samples", "uniform"):
+        raise ConfigError(
+            f"{FIELD}: algorithm {algo!r} needs each client's individual update (it declares "
+            "no weighted-mean aggregate through fedllm_aggregation_weights), but SecAgg+ shows "
+            "the coordinator only the sum. Use an algorithm whose server rule is a weighted "
+            "sum of updates (e.g. fedavg, fedprox, fedavgm, fedadam) or drop "
+            "secure_aggregation.")
+    for (info, _), obj in zip(ctx.resolved.components.get("privacy", []),
+                              ctx.components.get("privacy", [])):
+        if hasattr(obj, "fedllm_privatize_updates"):
+            raise ConfigError(
+                f"{FIELD}: privacy {info.name!r} treats each client's update on the "
+                "coordinator (fedllm_privatize_updates), which SecAgg+ hides from it; use a "
+                "client-side mechanism (e.g. user-dp) with secure aggregation.")
+    return weights
+
+
+# -- coordinator ----------------------------------------------------------------------------
+
+
+class _Relay(Strategy):
+    """What SecAggPlusWorkflow calls: our instructions in, the unmasked mean out."""
+
+    def __init__(self, proxies: dict[int, tuple[GridClientProxy, FitIns]]):
+        self.proxies = proxies
+        self.results: list[tuple[Any, FitRes]] = []
+
+    def configure_fit(self, server_round, parameters, client_manager):
+        return list(self.proxies.values())
+
+    def aggregate_fit(self, server_round, results, failures):
+        self.results = list(results)
+        return (self.results[0][1].parameters if self.results else None), {}
+
+    def initialize_parameters(self, client_manager):
+        return None
+
+    def configure_evaluate(self, server_round, parameters, client_manager):
+        return []
+
+    def aggregate_evaluate(self, server_round, results, failures):
+        return None, {}
+
+    def evaluate(self, server_round, parameters):
+        return None
+
+
+class _Tap:
+    """The Grid as the workflow sees it, counting bytes each way and keeping error replies."""
+
+    def __init__(self, grid: Any):
+        self.grid = grid
+        self.down = self.up = 0
+        self.errors: dict[int, str] = {}
+
+    def send_and_receive(self, messages, *, timeout=None):
+        messages = list(messages)
+        self.down += sum(wire_bytes(m.content) for m in messages)
+        replies = list(self.grid.send_and_receive(messages, timeout=timeout))
+        for r in replies:
+            if r.has_error():
+                self.errors[r.metadata.src_node_id] = f"{r.error.code}: {r.error.reason}"
+            else:
+                self.up += wire_bytes(r.content)
+        return replies
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.grid, name)
+
+
+def secure_round(backend: "GridBackend", instructions: list[ClientInstruction],
+                 config: dict[str, Any]) -> Iterator[ClientUpdate]:
+    """Run one cohort's round under SecAgg+ and yield the single aggregate update."""
+    cfg: SecAggConfig = backend.config.secure_aggregation
+    by_node: dict[int, list[ClientInstruction]] = {}
+    for ins in instructions:
+        node = backend.node_of.get(ins.client_id)
+        if node is None:
+            raise FedLLMError(f"no SuperNode serves client {ins.client_id!r}")
+        by_node.setdefault(node, []).append(ins)
+    rnd = instructions[0].round
+    if len(by_node) < 2:
+        raise FedLLMError(f"round {rnd}: secure aggregation needs the sampled clients on at "
+                          f"least 2 SuperNodes, but all {len(instructions)} are on node "
+                          f"{next(iter(by_node))}; sample more clients or connect more nodes")
+    glob = instructions[0].params
+    names = sorted(glob)
+    shared = {"fedllm.config": json.dumps(config), "fedllm.weights": backend.weights,
+              "fedllm.names": json.dumps(names), "fedllm.max_weight": cfg.max_weight,
+              "fedllm.clipping_range": cfg.clipping_range}
+    empty = Parameters(tensors=[], tensor_type="")
+    proxies = {}
+    for node, items in by_node.items():
+        conf = dict(shared, **{f"{_INS}{i:06d}": instruction_to_bytes(ins)
+                               for i, ins in enumerate(items)})
+        proxies[node] = (GridClientProxy(node, backend.grid, 0), FitIns(empty, conf))
+    relay = _Relay(proxies)
+    base = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    base.state.config_records["config"] = ConfigRecord({"current_round": rnd + 1})
+    base.state.array_records["parameters"] = ArrayRecord()
+    tap = _Tap(backend.grid)
+    workflow(cfg, backend.config.round_timeout)(tap, LegacyContext(base, strategy=relay))
+    backend.last_stats = {"wire_bytes_down": tap.down, "wire_bytes_up": tap.up}
+    answered = {proxy.node_id for proxy, _ in relay.results}
+    backend.dropped = sorted(i.client_id for n, items in by_node.items() if n not in answered
+                             for i in items)
+    if not relay.results:
+        why = "; ".join(f"node {n}: {e}" for n, e in tap.errors.items()) or "too few replies"
+        raise FedLLMError(f"round {rnd}: secure aggregation halted ({len(answered)} of "
+                          f"{len(by_node)} SuperNodes completed it): {why}")
+    for node, err in tap.errors.items():
+        backend.ctx.console.print(f"[yellow]warning:[/] SuperNode {node} failed in secure "
+                                  f"aggregation: {err}")
+    members = [m for _, res in relay.results for m in json.loads(str(res.metrics["fedllm"]))]
+    if len(members) < min(backend.config.min_clients, len(instructions)):
+        raise FedLLMError(f"only {len(members)} of {len(instructions)} clients answered "
+                          f"(min_clients={backend.config.min_clients}); dropped "
+                          f"{backend.dropped}")
+    arrays = parameters_to_ndarrays(relay.results[0][1].parameters)
+    params = {k: glob[k].float() + torch.from_numpy(np.asarray(a, dtype=np.float32))
+              .reshape(glob[k].shape) for k, a in zip(names, arrays, strict=True)}
+    yield ClientUpdate(client_id=f"secure-aggregate/{rnd}",
+                       num_samples=sum(int(m["num_samples"]) for m in members),
+                       params=params, members=members)
+
+
+# -- SuperNode ------------------------------------------------------------------------------
+
+
+def is_secure(msg: Message) -> bool:
+    return _FITINS in msg.content.config_records
+
+
+def node_train(content: RecordDict, run_clients) -> RecordDict:
+    """Train this node's clients of the round; reply with their weighted mean Δ as a FitRes
+    (``secaggplus_mod`` masks it on the way out). ``run_clients(config, instructions)`` yields
+    each client's ``(instruction, update)``; errors propagate, so the node drops out."""
+    conf = compat.recorddict_to_fitins(content, keep_input=True).config
+    names = json.loads(str(conf["fedllm.names"]))
+    weights = str(conf["fedllm.weights"])
+    instructions = [instruction_from_bytes(conf[k]) for k in sorted(conf) if k.startswith(_INS)]
+    acc = RunningMean(torch.float64)
+    members = []
+    for ins, up in run_clients(json.loads(str(conf["fedllm.config"])), instructions):
+        acc.add(up.delta(ins.params), float(up.num_samples) if weights == "samples" else 1.0)
+        members.append({"client_id": up.client_id, "num_samples": up.num_samples,
+                        "metrics": up.metrics})
+    mean = acc.result()
+    total = int(round(acc.weight))
+    max_weight, clip = float(conf["fedllm.max_weight"]), float(conf["fedllm.clipping_range"])
+    if total > max_weight:
+        raise FedLLMError(f"this node's weight {total} exceeds {FIELD}.max_weight="
+                          f"{max_weight:g}; set it to at least {total} on the coordinator")
+    peak = max(float(v.abs().max()) for v in mean.values()) * total / max_weight
+    if peak > clip:
+        raise FedLLMError(f"this node's update reaches {peak:.4g} (weight-scaled) beyond "
+                          f"{FIELD}.clipping_range={clip:g}; raise clipping_range so nothing "
+                          "is clipped")
+    res = FitRes(Status(Code.OK, ""), ndarrays_to_parameters([mean[k].numpy() for k in names]),
+                 total, {"fedllm": json.dumps(members)})
+    return compat.fitres_to_recorddict(res, keep_input=True)
