@@ -135,10 +135,20 @@ def plugins_show(name, kind) -> None:
                   caption=info.plugin.description)
         for col in ("field", "type", "default", "help"):
             t.add_column(col)
-        for field, spec in schema.get("properties", {}).items():
+        for field, spec in _fields(schema, schema.get("properties", {})):
             t.add_row(field, _type_of(spec), json.dumps(spec.get("default")) if "default" in spec
                       else "[bold]required[/]", spec.get("description", ""))
         out.print(t)
+
+
+def _fields(schema: dict, props: dict, prefix: str = ""):
+    """(dotted name, spec) of every field, nested config models included (``a.b``)."""
+    for field, spec in props.items():
+        yield prefix + field, spec
+        refs = [spec.get("$ref")] + [s.get("$ref") for s in spec.get("anyOf", [])]
+        for ref in filter(None, refs):
+            sub = schema.get("$defs", {}).get(ref.split("/")[-1], {})
+            yield from _fields(schema, sub.get("properties", {}), f"{prefix}{field}.")
 
 
 def _type_of(spec: dict) -> str:

@@ -71,9 +71,21 @@ class SecAggConfig(PluginConfig):
         2**22, gt=0, description="Integer levels the clipping range is quantised to.")
 
 
+class _SecAggPlus(SecAggPlusWorkflow):
+    """Flower's workflow with one fix: a node that drops before it has shared its key shares
+    (setup or share-keys stage) put no masks in the sum, so it leaves the set whose masks are
+    rebuilt. Flower 1.41 keeps it there and asks the survivors, in the unmask stage, for its
+    shares, which they never received: a KeyError on every node, and the round is lost."""
+
+    def share_keys_stage(self, grid, context, state) -> bool:
+        ok = super().share_keys_stage(grid, context, state)
+        state.sampled_node_ids = set(state.active_node_ids)
+        return ok
+
+
 def workflow(cfg: SecAggConfig, timeout: float | None) -> SecAggPlusWorkflow:
     try:
-        return SecAggPlusWorkflow(cfg.num_shares, cfg.reconstruction_threshold,
+        return _SecAggPlus(cfg.num_shares, cfg.reconstruction_threshold,
                                   max_weight=cfg.max_weight, clipping_range=cfg.clipping_range,
                                   quantization_range=cfg.quantization_range, timeout=timeout)
     except (TypeError, ValueError) as exc:

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,12 +21,7 @@ def test_killed_node_is_recorded_as_dropped(tmp_path, fed_json, procs):
         procs, tmp_path, fed_json, serve_args=["--insecure", "--round-timeout", "120",
                                                "--min-clients", "1"],
         join_args=["--insecure"])
-    metrics = tmp_path / "runs" / "dep" / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while not (metrics.is_file() and metrics.read_text().strip()):
-        assert serve.poll() is None, procs.log(serve)[-3000:]
-        assert time.monotonic() < deadline, procs.log(serve)[-3000:]
-        time.sleep(0.5)
+    metrics = wait_for_round(procs, serve, tmp_path / "runs" / "dep")
     # nothing listens beyond the address asked: the coordinator's tree has one listening
     # socket (the SuperLink's 127.0.0.1 port); SuperNodes listen on 127.0.0.1 only
     listening = {name: _listening(p) for name, p in [("serve", serve), *nodes.items()]}
@@ -38,6 +34,17 @@ def test_killed_node_is_recorded_as_dropped(tmp_path, fed_json, procs):
     assert recs[1]["cohorts"]["global"]["dropped"] == ["capitals"]
     assert list(recs[1]["cohorts"]["global"]["clients"]) == ["arithmetic"]
     assert adapter(tmp_path / "runs" / "dep")  # the run finished and saved its adapter
+
+
+def wait_for_round(procs, serve, run: Path, timeout: float = 300) -> Path:
+    """Block until the coordinator has written its first round record; its metrics file."""
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + timeout
+    while not (metrics.is_file() and metrics.read_text().strip()):
+        assert serve.poll() is None, procs.log(serve)[-3000:]
+        assert time.monotonic() < deadline, procs.log(serve)[-3000:]
+        time.sleep(0.5)
+    return metrics
 
 
 def _listening(proc) -> set[tuple[str, int]]:
