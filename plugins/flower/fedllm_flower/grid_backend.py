@@ -38,7 +38,8 @@ class GridConfig(PluginConfig):
         True, description="Fold updates in sampling order (reproducible: the in-process result "
         "bit for bit) instead of arrival order (holds fewer updates in memory).")
     num_nodes: int | None = Field(
-        None, ge=1, description="SuperNodes to wait for before the first round (None: 1).")
+        None, ge=1, description="SuperNodes to wait for before the first round (None: 1; "
+        "flower-sim: num_supernodes).")
     secure_aggregation: SecAggConfig | None = Field(
         None, description="Flower SecAgg+ (e.g. `{}` for the defaults): the coordinator "
         "learns only the round's weighted mean of each SuperNode's update; needs an algorithm "
