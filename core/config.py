@@ -276,6 +276,13 @@ def resolve(data: dict[str, Any]) -> ResolvedConfig:
                 continue
             resolved.append((info, cfg))
         components[section] = resolved
+    try:  # the backend's options too, so that --dry-run and `serve` catch them up front
+        load("backend", run.runtime.backend).plugin.Config.model_validate(
+            run.runtime.backend_options)
+    except FedLLMError as exc:
+        errors.append(f"runtime.backend: {exc}")
+    except ValidationError as exc:
+        errors.extend(_errors("runtime.backend_options", exc))
     names = [c["name"] for c in run.evaluators]
     if len(set(names)) != len(names):
         errors.append(f"evaluators: each evaluator may appear once (got {names})")

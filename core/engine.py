@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -22,7 +21,7 @@ from . import plugins as plugin_registry
 from .backends import Backend
 from .config import ResolvedConfig, lr_at
 from .context import RunContext, build_context, setup_runtime
-from .errors import ConfigError, FedLLMError, RunDirError
+from .errors import FedLLMError, RunDirError
 from .messages import ClientInstruction, ClientUpdate, Params, nbytes
 from .rundir import RunDir
 from .state import ClientStateStore
@@ -100,13 +99,8 @@ class Engine:
         self.states = {c: {} for c in self.cohorts}
         backend_name = self.cfg.runtime.backend
         info = plugin_registry.load("backend", backend_name)
-        try:
-            bcfg = info.plugin.Config.model_validate(self.cfg.runtime.backend_options)
-        except ValidationError as exc:
-            from .config import _errors
-
-            raise ConfigError("invalid run config:\n  " + "\n  ".join(
-                _errors("runtime.backend_options", exc))) from None
+        # already validated by config.resolve, which names any bad field
+        bcfg = info.plugin.Config.model_validate(self.cfg.runtime.backend_options)
         self.backend: Backend = info.plugin.build(bcfg)
         self.backend.start(self.ctx)
 

@@ -56,6 +56,14 @@ def test_unknown_core_key_is_rejected():
         resolve({"roundz": 3})
 
 
+def test_backend_options_are_validated_with_the_config():
+    """Before any run directory or process exists (also for --dry-run and `fedllm serve`)."""
+    with pytest.raises(ConfigError, match=r"runtime.backend_options.workers: unknown key"):
+        resolve(build_config(None, ["runtime.backend_options.workers=4"]))
+    with pytest.raises(ConfigError, match=r"runtime.backend: backend 'nope' is not installed"):
+        resolve(build_config(None, ["runtime.backend=nope"]))
+
+
 def test_config_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         build_config(tmp_path / "nope.yaml")

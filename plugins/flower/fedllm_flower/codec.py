@@ -50,14 +50,26 @@ def _tensors(rec: ArrayRecord | None) -> dict[str, torch.Tensor]:
     return dict(rec.to_torch_state_dict()) if rec is not None and len(rec) else {}
 
 
+def _ins_meta(ins: ClientInstruction, extra_t: dict[str, torch.Tensor]) -> str:
+    """An instruction's non-tensor fields as JSON; tensors in extras are lifted into extra_t."""
+    return json.dumps({"cohort": ins.cohort, "round": ins.round, "client_id": ins.client_id,
+                       "lr": ins.lr, "seed": ins.seed,
+                       "extras": _lift(ins.extras, extra_t, "x")})
+
+
+def _ins_from(meta_json: str, params: dict[str, torch.Tensor],
+              extra_t: dict[str, torch.Tensor]) -> ClientInstruction:
+    meta = json.loads(meta_json)
+    return ClientInstruction(cohort=meta["cohort"], round=meta["round"],
+                             client_id=meta["client_id"], params=params, lr=meta["lr"],
+                             seed=meta["seed"], extras=_drop(meta["extras"], extra_t))
+
+
 def encode_instruction(ins: ClientInstruction, config: dict[str, Any]) -> RecordDict:
     """``config`` is the run's resolved config: the client builds its context from it."""
     extra_t: dict[str, torch.Tensor] = {}
-    extras = _lift(ins.extras, extra_t, "x")
-    meta = {"cohort": ins.cohort, "round": ins.round, "client_id": ins.client_id,
-            "lr": ins.lr, "seed": ins.seed, "extras": extras}
     rd = RecordDict({"params": _arrays(ins.params),
-                     "fedllm": ConfigRecord({"instruction": json.dumps(meta),
+                     "fedllm": ConfigRecord({"instruction": _ins_meta(ins, extra_t),
                                              "config": json.dumps(config)})})
     if extra_t:
         rd["extras"] = _arrays(extra_t)
@@ -65,35 +77,27 @@ def encode_instruction(ins: ClientInstruction, config: dict[str, Any]) -> Record
 
 
 def decode_instruction(rd: RecordDict) -> tuple[ClientInstruction, dict[str, Any]]:
-    meta = json.loads(rd["fedllm"]["instruction"])
-    extras = _drop(meta["extras"], _tensors(rd.get("extras")))
-    ins = ClientInstruction(cohort=meta["cohort"], round=meta["round"],
-                            client_id=meta["client_id"], params=_tensors(rd["params"]),
-                            lr=meta["lr"], seed=meta["seed"], extras=extras)
+    ins = _ins_from(rd["fedllm"]["instruction"], _tensors(rd["params"]),
+                    _tensors(rd.get("extras")))
     return ins, json.loads(rd["fedllm"]["config"])
 
 
 def instruction_to_bytes(ins: ClientInstruction) -> bytes:
     """One instruction as one safetensors blob (for a ``bytes`` config value, e.g. in the
     FitIns of a SecAgg+ round): tensors by name, the rest as UTF-8 JSON in a byte tensor."""
-    tensors = {f"p/{k}": v.detach().to("cpu").contiguous() for k, v in ins.params.items()}
     extra_t: dict[str, torch.Tensor] = {}
-    extras = _lift(ins.extras, extra_t, "x")
+    meta = _ins_meta(ins, extra_t)
+    tensors = {f"p/{k}": v.detach().to("cpu").contiguous() for k, v in ins.params.items()}
     tensors.update(extra_t)
-    meta = {"cohort": ins.cohort, "round": ins.round, "client_id": ins.client_id,
-            "lr": ins.lr, "seed": ins.seed, "extras": extras}
-    tensors[_META] = torch.frombuffer(bytearray(json.dumps(meta).encode()), dtype=torch.uint8)
+    tensors[_META] = torch.frombuffer(bytearray(meta.encode()), dtype=torch.uint8)
     return safetensors.torch.save(tensors)
 
 
 def instruction_from_bytes(blob: bytes) -> ClientInstruction:
     tensors = safetensors.torch.load(blob)
-    meta = json.loads(bytes(tensors.pop(_META).tolist()).decode())
+    meta = bytes(tensors.pop(_META).tolist()).decode()
     params = {k[2:]: v for k, v in tensors.items() if k.startswith("p/")}
-    extras = _drop(meta["extras"], {k: v for k, v in tensors.items() if not k.startswith("p/")})
-    return ClientInstruction(cohort=meta["cohort"], round=meta["round"],
-                             client_id=meta["client_id"], params=params, lr=meta["lr"],
-                             seed=meta["seed"], extras=extras)
+    return _ins_from(meta, params, {k: v for k, v in tensors.items() if not k.startswith("p/")})
 
 
 def encode_update(up: ClientUpdate) -> RecordDict:
