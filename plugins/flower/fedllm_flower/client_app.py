@@ -64,6 +64,9 @@ def client_context(config: dict[str, Any], node_config) -> Any:
     run_dir = data.pop("_run_dir", "")
     checkpointed = int(data.pop("_checkpointed_round", -1))
     node = node_settings(node_config)
+    from .nodes_dataset import node_dataset
+
+    data["dataset"] = node_dataset(data.get("dataset") or {})
     data["runtime"] = {**data.get("runtime", {}), "backend": "in-process", "backend_options": {}}
     if node.get("threads"):
         data["runtime"]["threads"] = int(node["threads"])

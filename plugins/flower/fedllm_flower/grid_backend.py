@@ -66,6 +66,30 @@ def assign(clients: list[str], nodes: dict[int, list[str]]) -> dict[str, int]:
     return out
 
 
+def discover(grid: Any, want: int, wait: float) -> dict[int, list[str]]:
+    """Wait for ``want`` SuperNodes, then ask each which clients it holds (node -> ids)."""
+    deadline = time.monotonic() + wait
+    while True:
+        ids = sorted(grid.get_node_ids())
+        if len(ids) >= want:
+            break
+        if time.monotonic() > deadline:
+            raise FedLLMError(f"only {len(ids)} of {want} SuperNodes connected within "
+                              f"{wait:g} s")
+        time.sleep(0.5)
+    msgs = [Message(RecordDict({"fedllm": ConfigRecord({"q": "clients"})}),
+                    dst_node_id=n, message_type="query") for n in ids]
+    nodes: dict[int, list[str]] = {}
+    for r in grid.send_and_receive(msgs, timeout=wait):
+        if r.has_error():
+            continue
+        raw = str(r.content["fedllm"]["clients"])
+        nodes[r.metadata.src_node_id] = [c for c in raw.split(",") if c]
+    if not nodes:
+        raise FedLLMError("no SuperNode answered the client query")
+    return nodes
+
+
 class GridBackend:
     def __init__(self, config: GridConfig, grid: Any = None):
         self.config = config
@@ -95,28 +119,7 @@ class GridBackend:
         return self.config.num_nodes or 1
 
     def _discover(self) -> dict[int, list[str]]:
-        want = self.expected_nodes()
-        deadline = time.monotonic() + self.config.wait_nodes
-        while True:
-            ids = sorted(self.grid.get_node_ids())
-            if len(ids) >= want:
-                break
-            if time.monotonic() > deadline:
-                raise FedLLMError(f"only {len(ids)} of {want} SuperNodes connected within "
-                                  f"{self.config.wait_nodes:g} s")
-            time.sleep(0.5)
-        msgs = [Message(RecordDict({"fedllm": ConfigRecord({"q": "clients"})}),
-                        dst_node_id=n, message_type="query") for n in ids]
-        replies = list(self.grid.send_and_receive(msgs, timeout=self.config.wait_nodes))
-        nodes: dict[int, list[str]] = {}
-        for r in replies:
-            if r.has_error():
-                continue
-            raw = str(r.content["fedllm"]["clients"])
-            nodes[r.metadata.src_node_id] = [c for c in raw.split(",") if c]
-        if not nodes:
-            raise FedLLMError("no SuperNode answered the client query")
-        return nodes
+        return discover(self.grid, self.expected_nodes(), self.config.wait_nodes)
 
     # -- rounds -----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+import yaml
 
 from fedllm_flower.deploy import free_port
 
@@ -33,17 +34,24 @@ def start_federation(procs, tmp_path, fed_json, *extra, serve_args=(), join_args
     return serve, nodes
 
 
-# SCAFFOLD's loopback run is test_coordinator_checkpoint_and_resume (with a restart, too)
-@pytest.mark.parametrize("algo", ["fedavg", "fedprox"])
-def test_loopback_deployment_matches_in_process(tmp_path, fed_json, procs, algo):
+# SCAFFOLD's loopback run is test_coordinator_checkpoint_and_resume (with a restart, too).
+# FedProx runs with a coordinator that holds no data: clients come from the nodes' --client-id.
+NO_DATA = ["dataset={name: flower-nodes, on_nodes: {name: fedllm-bench-json, heldout: 0}}"]
+
+
+@pytest.mark.parametrize("algo,coordinator", [("fedavg", []), ("fedprox", NO_DATA)])
+def test_loopback_deployment_matches_in_process(tmp_path, fed_json, procs, algo, coordinator):
     from tests.helpers import run_quick
 
     ref = run_quick(tmp_path, *quick_config(fed_json, f"algorithm.name={algo}"), name="ref")
     serve, _ = start_federation(procs, tmp_path, fed_json, f"algorithm.name={algo}",
-                                serve_args=["--insecure"], join_args=["--insecure"])
+                                *coordinator, serve_args=["--insecure"],
+                                join_args=["--insecure"])
     assert procs.wait(serve, 400) == 0, procs.log(serve)[-3000:]
     run = tmp_path / "runs" / "dep"
     assert_same_adapter(adapter(run), adapter(ref.run_dir.path))
+    used = yaml.safe_load((run / "config.yaml").read_text())["dataset"]
+    assert used["name"] == ("flower-nodes" if coordinator else "fedllm-bench-json")
     recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in recs] == [0, 1]
     for r in recs:
