@@ -1,4 +1,5 @@
-"""Test-wide setup: offline, single-threaded, and a private FEDLLM_HOME per test session."""
+"""Test-wide setup: offline, single-threaded, and a private FEDLLM_HOME per test session
+(``fedllm_home`` comes from fedllm's own pytest plugin, ``fedllm.testing.plugin``)."""
 
 import os
 
@@ -12,10 +13,8 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _fedllm_home(tmp_path_factory):
-    home = os.environ.get("FEDLLM_TEST_HOME") or str(tmp_path_factory.mktemp("fedllm-home"))
-    os.environ["FEDLLM_HOME"] = home
+def _fedllm_home(fedllm_home):
     import torch
 
     torch.set_num_threads(1)
-    yield home
+    yield str(fedllm_home)

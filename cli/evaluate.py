@@ -2,7 +2,9 @@
 
 The model is rebuilt from the run's own config.yaml (same base model, task template and peft
 wrapping as in training), the saved adapter is loaded into it, and each evaluator runs exactly
-as it does during training; detailed outputs land in ``<run>/eval/<evaluator>.json``.
+as it does during training (:func:`fedllm.evaluation.evaluate_model`); detailed outputs land
+in ``<run>/eval/<evaluator>/final.json``. A bare adapter is rebuilt by the peft component that
+declares its ``peft_type``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import click
 from rich.console import Console
 from rich.table import Table
 
@@ -30,19 +31,25 @@ def _adapters(run: Path) -> dict[str, Path]:
 
 
 def _bare_adapter_config(adapter: Path) -> dict[str, Any]:
+    """The model and peft sections that rebuild a saved PEFT adapter: the base model it names
+    and the section of the installed peft component that declares its ``peft_type``."""
+    from fedllm.plugins import build, installed_names, load
+
     cfg = json.loads((adapter / "adapter_config.json").read_text())
-    if cfg.get("peft_type") != "LORA":
-        raise FedLLMError(f"{adapter}: adapter_config.json has peft_type "
-                          f"{cfg.get('peft_type')!r}; `fedllm eval` on a bare adapter supports "
-                          "LORA (evaluate the run directory instead)")
+    kind = cfg.get("peft_type")
     base = cfg.get("base_model_name_or_path")
     if not base:
         raise FedLLMError(f"{adapter}: adapter_config.json names no base_model_name_or_path")
-    targets = cfg.get("target_modules")
-    return {"model": {"name_or_path": base},
-            "peft": {"name": "lora", "r": cfg["r"], "alpha": cfg["lora_alpha"], "dropout": 0.0,
-                     "target_modules": sorted(targets) if isinstance(targets, list) else targets,
-                     "use_rslora": bool(cfg.get("use_rslora", False))}}
+    for name in installed_names("peft"):
+        info = load("peft", name)
+        if kind in getattr(info.plugin.factory, "peft_types", ()):
+            comp = build(info, info.plugin.Config())
+            section = comp.call("fedllm_config_from_adapter", adapter_config=cfg)
+            if section is not None:
+                return {"model": {"name_or_path": base}, "peft": section}
+    raise FedLLMError(f"{adapter}: adapter_config.json has peft_type {kind!r}, which no "
+                      "installed peft component rebuilds (their peft_types); evaluate the run "
+                      "directory instead")
 
 
 def _expand(overrides: list[str], names: list[str]) -> list[str]:
@@ -64,12 +71,14 @@ def evaluate_target(target: str | Path, evaluators: list[str] = (), overrides: l
     from safetensors.torch import load_file
 
     from fedllm.config import apply_override, resolve
-    from fedllm.context import _call_subset, build_context, setup_runtime
+    from fedllm.context import build_context, load_runtime, prepare
+    from fedllm.evaluation import evaluate_model
     from fedllm.plugins import load
 
     console = console or Console(stderr=True)
     target = Path(target)
     round_: int | None = None
+    bare = False
     if (target / "config.yaml").is_file():
         data = yaml.safe_load((target / "config.yaml").read_text()) or {}
         adapters = _adapters(target)
@@ -80,6 +89,7 @@ def evaluate_target(target: str | Path, evaluators: list[str] = (), overrides: l
     elif (target / "adapter_config.json").is_file():
         data = _bare_adapter_config(target)
         adapters = {"global": target}
+        bare = True
     else:
         raise RunDirError(f"{target}: neither a fedllm run directory (config.yaml) nor a PEFT "
                           "adapter directory (adapter_config.json)")
@@ -100,26 +110,27 @@ def evaluate_target(target: str | Path, evaluators: list[str] = (), overrides: l
     resolved = resolve(data)
     out_dir = Path(output) if output else target
     ctx = build_context(resolved, console=console, run_dir=out_dir)
-    needs_data = any(getattr(o, "needs_data", True) for o in ctx.components["evaluators"])
-    setup_runtime(ctx, load_data=needs_data)
+    needing = [c.name for c in ctx.plugins.of("evaluator") if c.cap("needs_data")]
+    if bare and needing and not any(o.split("=", 1)[0].startswith("dataset")
+                                    for o in overrides):
+        raise FedLLMError(f"evaluator(s) {', '.join(needing)} score the federation's data, and "
+                          f"a bare adapter ({target}) names none: pass the data with --set "
+                          "dataset.name=NAME --set dataset.KEY=VALUE (as in the run's config), "
+                          "or evaluate the run directory")
+    prepare(ctx, load_data=bool(needing))
+    load_runtime(ctx)
     results: dict[str, dict[str, Any]] = {}
     for cohort, path in adapters.items():
         state = load_file(str(path / ADAPTER_FILE))
         res = set_peft_model_state_dict(ctx.model, state)
-        missing = [k for k in getattr(res, "missing_keys", []) if "lora_" in k]
+        missing = [k for k in getattr(res, "missing_keys", []) if k in ctx.trainable]
         if res.unexpected_keys or missing:
             raise FedLLMError(f"{path}: the adapter does not fit the model built from the "
                               f"config (unexpected {res.unexpected_keys[:3]}, missing "
                               f"{missing[:3]})")
-        ctx.model.eval()
-        results[cohort] = {}
-        for (info, _), obj in zip(resolved.components["evaluators"], ctx.components["evaluators"]):
-            fn = getattr(obj, "fedllm_evaluate", None)
-            if fn is None:
-                continue
-            console.print(f"evaluating [cyan]{info.name}[/] on {cohort} …", highlight=False)
-            results[cohort][info.name] = _call_subset(fn, dict(ctx=ctx, model=ctx.model,
-                                                               cohort=cohort, round=round_))
+        results[cohort] = evaluate_model(
+            ctx, None, cohort, round_, on_start=lambda c, cohort=cohort: console.print(
+                f"evaluating [cyan]{c.name}[/] on {cohort} …", highlight=False))
     return results
 
 
@@ -137,30 +148,3 @@ def results_table(results: dict[str, dict[str, Any]]) -> Table:
                     t.add_row(cohort, ev, k if sub is None else f"{k}/{sub}",
                               "-" if x is None else (f"{x:.4g}" if isinstance(x, float) else str(x)))
     return t
-
-
-def register(main: click.Group) -> None:
-    @main.command("eval")
-    @click.argument("target", type=click.Path(exists=True, file_okay=False))
-    @click.option("--evaluator", "evaluators", multiple=True, metavar="NAME",
-                  help="Evaluator to run (repeatable); default: the run config's evaluators.")
-    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                  help="Override config, e.g. --set mt-bench.judge.model=gpt-4o or "
-                  "--set evaluators.0.max_samples=10.")
-    @click.option("--judge-repeats", type=int, default=None,
-                  help="Grade every answer N times; report mean ± sd.")
-    @click.option("--output", type=click.Path(file_okay=False), default=None,
-                  help="Where eval/<evaluator>.json goes (default: TARGET).")
-    @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
-    def eval_cmd(target, evaluators, overrides, judge_repeats, output, as_json) -> None:
-        """Score a run directory or a PEFT adapter with evaluator plugins
-        (MT-Bench, Vicuna, AdvBench, Ref-GPT4, MMLU, HumanEval ...)."""
-        from fedllm.cli.main import console, out
-
-        results = evaluate_target(target, list(evaluators), list(overrides), judge_repeats,
-                                  output, console)
-        if as_json:
-            click.echo(json.dumps(results, indent=2, default=str))
-        else:
-            out.print(results_table(results))
-            out.print(f"details: {Path(output or target) / 'eval'}", highlight=False)

@@ -1,15 +1,59 @@
 """fedllm: federated fine-tuning of LLMs with plugins for every moving part.
 
 The public API for plugin authors is re-exported here: ``hookimpl``, ``Plugin``,
-``PluginConfig``, the message types and the dataset contract.
+``PluginConfig``, the contract's kind classes (``Algorithm``, ``Dataset``, ...), the message
+types and the dataset contract. Attributes are imported on first use, so ``import fedllm``
+costs nothing until something is used (the CLI answers ``--help`` without torch).
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from .hookspecs import hookimpl  # noqa: E402
-from .plugins import Plugin, PluginConfig  # noqa: E402
-from .messages import ClientInstruction, ClientUpdate  # noqa: E402
-from .data import FederatedDataset  # noqa: E402
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["__version__", "hookimpl", "Plugin", "PluginConfig", "ClientInstruction",
-           "ClientUpdate", "FederatedDataset"]
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "hookimpl": "contract", "Component": "contract", "Dataset": "contract",
+    "Peft": "contract", "Task": "contract", "Sampler": "contract", "Algorithm": "contract",
+    "Privacy": "contract", "Evaluator": "contract", "Judge": "contract",
+    "Backend": "contract", "Command": "contract",
+    "Plugin": "plugins", "PluginConfig": "pluginconfig",
+    "ClientInstruction": "messages", "ClientUpdate": "messages", "RoundReport": "messages",
+    "FederatedDataset": "data",
+}
+
+__all__ = ["__version__", "hookimpl", "Component", "Dataset", "Peft", "Task", "Sampler",
+           "Algorithm", "Privacy", "Evaluator", "Judge", "Backend", "Command", "Plugin",
+           "PluginConfig", "ClientInstruction", "ClientUpdate", "RoundReport",
+           "FederatedDataset"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fedllm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"fedllm.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .contract import (
+        Algorithm,
+        Backend,
+        Command,
+        Component,
+        Dataset,
+        Evaluator,
+        Judge,
+        Peft,
+        Privacy,
+        Sampler,
+        Task,
+        hookimpl,
+    )
+    from .data import FederatedDataset
+    from .messages import ClientInstruction, ClientUpdate, RoundReport
+    from .pluginconfig import PluginConfig
+    from .plugins import Plugin

@@ -6,18 +6,22 @@ Updates arrive one at a time; these accumulators fold each in and drop it, so ag
 
 from __future__ import annotations
 
-from typing import Iterable
-
-import torch
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .messages import ClientUpdate, Params
+
+if TYPE_CHECKING:
+    import torch
 
 
 class RunningMean:
     """Σ w_i x_i / Σ w_i over tensors dicts, accumulated in float32 (or float64)."""
 
-    def __init__(self, dtype: torch.dtype = torch.float32):
-        self.dtype = dtype
+    def __init__(self, dtype: torch.dtype | None = None):
+        import torch
+
+        self.dtype = dtype or torch.float32
         self.sum: Params | None = None
         self.weight = 0.0
         self.count = 0

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from . import __version__
 from .errors import ConfigError, FedLLMError
@@ -206,13 +213,31 @@ def _fmt_loc(prefix: str, loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(root)"
 
 
-def _errors(prefix: str, exc: ValidationError) -> list[str]:
+def _fields_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """The field names allowed where ``loc`` points (its parent's model), for suggestions."""
+    for part in loc[:-1]:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return []
+        ann = model.model_fields[part].annotation
+        inner = [a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type)
+                 and issubclass(a, BaseModel)]
+        model = inner[0] if inner else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _errors(prefix: str, exc: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
+    from .plugins import suggest
+
     out = []
     for err in exc.errors():
         loc = _fmt_loc(prefix, err["loc"])
         if err["type"] == "extra_forbidden":
-            out.append(f"{loc}: unknown key (value {err['input']!r}); see the allowed keys with "
-                       f"`fedllm plugins show` or `fedllm run --dry-run`")
+            allowed = _fields_at(model, err["loc"])
+            key = str(err["loc"][-1]) if err["loc"] else ""
+            hint = suggest(key, allowed) if allowed else ""
+            listing = f" Allowed keys: {', '.join(allowed)}." if allowed else (
+                " See the allowed keys with `fedllm plugins show` or `fedllm run --dry-run`.")
+            out.append(f"{loc}: unknown key (value {err['input']!r}).{hint}{listing}")
         else:
             out.append(f"{loc}: {err['msg']} (got {err['input']!r})")
     return out
@@ -220,11 +245,12 @@ def _errors(prefix: str, exc: ValidationError) -> list[str]:
 
 class ResolvedConfig:
     """A validated run config: core sections + each component's validated config, and the
-    loaded plugins (with distribution and version)."""
+    loaded plugins (with distribution and version). ``components`` maps each config section
+    (and ``backend``) to ``[(plugin info, validated config)]`` in config order."""
 
     def __init__(self, run: RunConfig, components: dict[str, list[tuple[PluginInfo, Any]]]):
         self.run = run
-        self.components = components  # section -> [(plugin info, validated config)]
+        self.components = components
 
     def one(self, section: str) -> tuple[PluginInfo, Any]:
         return self.components[section][0]
@@ -238,9 +264,28 @@ class ResolvedConfig:
             for info, cfg in items:
                 dumped.append({"name": info.name, **cfg.model_dump(mode="json")})
                 plugins[f"{info.kind}:{info.name}"] = f"{info.distribution} {info.version}"
-            out[section] = dumped if section in COMPONENTS_MANY else dumped[0]
+            if section == "backend":
+                out["runtime"]["backend_options"] = {k: v for k, v in dumped[0].items()
+                                                     if k != "name"}
+            else:
+                out[section] = dumped if section in COMPONENTS_MANY else dumped[0]
         out["plugins"] = plugins
         return out
+
+
+def _resolve_one(kind: str, where: str, item: dict[str, Any], errors: list[str],
+                 name_field: str | None = None):
+    params = {k: v for k, v in item.items() if k != "name"}
+    try:
+        info = load(kind, item["name"])
+    except FedLLMError as exc:
+        errors.append(f"{name_field or where + '.name'}: {exc}")
+        return None
+    try:
+        return info, info.plugin.Config.model_validate(params)
+    except ValidationError as exc:
+        errors.extend(_errors(where, exc, info.plugin.Config))
+        return None
 
 
 def resolve(data: dict[str, Any]) -> ResolvedConfig:
@@ -251,38 +296,30 @@ def resolve(data: dict[str, Any]) -> ResolvedConfig:
         default = RunConfig.model_fields[section].default["name"]
         if isinstance(data.get(section), dict) and "name" not in data[section]:
             data[section]["name"] = default
-    try:
-        run = RunConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError("invalid run config:\n  " + "\n  ".join(_errors("", exc))) from None
     errors: list[str] = []
+    try:
+        run: RunConfig | None = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        run = None
+        errors.extend(_errors("", exc, RunConfig))
     components: dict[str, list[tuple[PluginInfo, Any]]] = {}
     for section, kind in SECTION_KIND.items():
-        raw = getattr(run, section)
+        raw = getattr(run, section) if run is not None else data.get(
+            section, RunConfig.model_fields[section].default)
         items = raw if section in COMPONENTS_MANY else [raw]
-        resolved = []
-        for i, item in enumerate(items):
-            where = f"{section}.{i}" if section in COMPONENTS_MANY else section
-            params = {k: v for k, v in item.items() if k != "name"}
-            try:
-                info = load(kind, item["name"])
-            except FedLLMError as exc:
-                errors.append(f"{where}.name: {exc}")
-                continue
-            try:
-                cfg = info.plugin.Config.model_validate(params)
-            except ValidationError as exc:
-                errors.extend(_errors(where, exc))
-                continue
-            resolved.append((info, cfg))
-        components[section] = resolved
-    try:  # the backend's options too, so that --dry-run and `serve` catch them up front
-        load("backend", run.runtime.backend).plugin.Config.model_validate(
-            run.runtime.backend_options)
-    except FedLLMError as exc:
-        errors.append(f"runtime.backend: {exc}")
-    except ValidationError as exc:
-        errors.extend(_errors("runtime.backend_options", exc))
+        if not isinstance(items, list) or not all(isinstance(i, dict) and
+                                                  isinstance(i.get("name"), str) for i in items):
+            continue  # malformed: phase 1 has said so
+        done = [_resolve_one(kind, f"{section}.{i}" if section in COMPONENTS_MANY else section,
+                             item, errors) for i, item in enumerate(items)]
+        components[section] = [d for d in done if d is not None]
+    if run is None:
+        raise ConfigError("invalid run config:\n  " + "\n  ".join(errors))
+    # the backend's options too, so that --dry-run and `serve` catch them up front
+    backend = _resolve_one("backend", "runtime.backend_options",
+                           {"name": run.runtime.backend, **run.runtime.backend_options}, errors,
+                           name_field="runtime.backend")
+    components["backend"] = [backend] if backend else []
     names = [c["name"] for c in run.evaluators]
     if len(set(names)) != len(names):
         errors.append(f"evaluators: each evaluator may appear once (got {names})")

@@ -1,4 +1,15 @@
-"""The run context every hook receives as ``ctx``, and the per-process setup that fills it."""
+"""The run context every hook receives as ``ctx``, and the per-process setup that fills it.
+
+A process builds its context in stages, so that every problem is found before anything
+expensive happens and before the run directory exists:
+
+1. :func:`build_context`: the selected components, built from the resolved config;
+2. :func:`prepare`: the model described from its config (no weights), the dataset loaded,
+   the cohorts formed, and every component's ``fedllm_check`` run; all problems are reported
+   together (this is what ``fedllm run --dry-run`` runs);
+3. :func:`load_runtime`: the base model loaded once, wrapped by the peft component, and the
+   dataset encoded (cached on disk).
+"""
 
 from __future__ import annotations
 
@@ -7,79 +18,116 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
-import numpy as np
-import pluggy
-import torch
 from rich.console import Console
 
-from . import plugins as plugin_registry
 from .config import COMPONENTS_MANY, SECTION_KIND, ResolvedConfig
+from .contract import HOOKS
 from .data import CLIENT, FederatedDataset, client_index
-from .errors import DataError, FedLLMError
+from .errors import ConfigError, DataError, FedLLMError
 from .messages import Params
+from .model import ModelInfo, describe_model
 from .paths import fedllm_home
+from .plugins import Components, RunComponent, build
 from .state import ClientStateStore
+
+if TYPE_CHECKING:
+    import datasets
+    import numpy as np
+    import torch
+
+DEFAULT_COHORT = "global"
 
 
 @dataclass
 class RunContext:
-    """Shared state of one run in one process.
+    """Shared state of one run in one process (server or client).
 
-    Plugins read ``config`` (the resolved core config), ``model``/``tokenizer``/``device``,
-    ``dataset`` and ``client_state``; they call other plugins through ``hook``. The component
-    objects (with their own validated configs) are in ``components``.
+    Fields a hook may read:
+
+    * ``config``: the resolved core config (:class:`fedllm.config.RunConfig`); each
+      component has its own validated config as ``self.config``;
+    * ``model_info``: the base model described from its config (context length, layers),
+      known before the weights load; ``model``, ``tokenizer``, ``device`` once loaded;
+    * ``dataset``: the :class:`~fedllm.data.FederatedDataset`; ``cohorts``: cohort name ->
+      its client ids (one ``"global"`` cohort unless the sampler splits); ``num_clients(c)``;
+    * ``run_dir``: the run directory (``None`` in checks and ``--dry-run``; set on the server
+      before the backend starts); ``client_state``: per-client state on disk;
+    * ``trainable``: the live adapter parameters that travel, by name;
+    * ``plugins``: the run's components (``ctx.call`` / ``ctx.each`` call their hooks).
     """
 
     resolved: ResolvedConfig
-    pm: pluggy.PluginManager
-    components: dict[str, list[Any]]
+    plugins: Components
     console: Console
     run_dir: Path | None = None
+    client_state: ClientStateStore | None = None
+    cohorts: dict[str, list[str]] = field(default_factory=dict)
+    model_info: ModelInfo | None = None
     accelerator: Any = None
     model: Any = None
     tokenizer: Any = None
     dataset: FederatedDataset | None = None
-    client_state: ClientStateStore | None = None
-    #: live trainable parameters of the adapter, by name (what travels)
     trainable: dict[str, torch.nn.Parameter] = field(default_factory=dict)
     encoded: dict[str, datasets.Dataset] = field(default_factory=dict)
     rows: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def config(self):
         return self.resolved.run
 
     @property
-    def hook(self):
-        return self.pm.hook
-
-    @property
     def device(self) -> torch.device:
         return self.accelerator.device
 
-    def component(self, section: str) -> Any:
-        return self.components[section][0]
+    @property
+    def backend(self) -> RunComponent:
+        return self.plugins.one("backend")
+
+    def num_clients(self, cohort: str) -> int:
+        """N, the number of clients in ``cohort`` (the whole federation's, by default)."""
+        if cohort in self.cohorts:
+            return len(self.cohorts[cohort])
+        if self.dataset is None:
+            raise FedLLMError(f"the number of clients of cohort {cohort!r} is not known here")
+        return len(self.dataset.clients)
+
+    # -- calling components ---------------------------------------------------------------
+
+    def _args(self, hook: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if "ctx" in HOOKS[hook].function.__code__.co_varnames:
+            return {"ctx": self, **kwargs}
+        return kwargs
+
+    def call(self, hook: str, **kwargs: Any) -> Any:
+        """Call a hook one component answers (its provider); ``None`` if none implements it."""
+        return self.plugins.call(hook, **self._args(hook, kwargs))
+
+    def each(self, hook: str, kind: str | None = None, **kwargs: Any) -> list[tuple[RunComponent, Any]]:
+        """Call a hook on every component (of ``kind``) implementing it, in config order."""
+        return self.plugins.each(hook, kind, **self._args(hook, kwargs))
 
     # -- adapter tensors ------------------------------------------------------------------
 
     def get_params(self) -> Params:
         """A CPU float32 copy of the adapter (what a client sends, what the server keeps)."""
+        import torch
+
         return {k: p.detach().to("cpu", torch.float32, copy=True) for k, p in self.trainable.items()}
 
-    @torch.no_grad()
     def set_params(self, params: Params) -> None:
         """Load adapter tensors into the model; every trainable tensor must be given."""
+        import torch
+
         missing = self.trainable.keys() - params.keys()
         unexpected = params.keys() - self.trainable.keys()
         if missing or unexpected:
             raise FedLLMError(f"adapter mismatch: missing {sorted(missing)[:5]}, "
                               f"unexpected {sorted(unexpected)[:5]}")
-        for k, p in self.trainable.items():
-            p.copy_(params[k])
+        with torch.no_grad():
+            for k, p in self.trainable.items():
+                p.copy_(params[k])
 
     # -- client data ----------------------------------------------------------------------
 
@@ -90,47 +138,85 @@ class RunContext:
             raise DataError(f"client {client_id!r} has no {split} data")
         return self.encoded[split].select(rows)
 
-    def call_in_order(self, section: str, hook_name: str, **kwargs) -> list[Any]:
-        """Call ``hook_name`` on the components of ``section`` in config order (pluggy's own
-        1:N order is last-registered-first; privacy and evaluators need config order)."""
-        out = []
-        for obj in self.components.get(section, []):
-            fn = getattr(obj, hook_name, None)
-            if fn is not None:
-                out.append(_call_subset(fn, kwargs))
-        return out
+    # -- files ----------------------------------------------------------------------------
+
+    def eval_path(self, evaluator: str, cohort: str, round: int | None) -> Path | None:
+        """Where an evaluator writes its detailed report for ``round`` (0-based; ``None``: a
+        final-adapter evaluation): ``eval/<evaluator>/[<cohort>/]round-<N>.json``."""
+        if self.run_dir is None:
+            return None
+        base = Path(self.run_dir) / "eval" / evaluator
+        if cohort != DEFAULT_COHORT or len(self.cohorts) > 1:
+            base = base / cohort
+        return base / ("final.json" if round is None else f"round-{round + 1}.json")
 
 
-def _call_subset(fn, kwargs: dict[str, Any]) -> Any:
-    """Call a hook implementation with the subset of arguments it declares (as pluggy does)."""
-    names = pluggy._hooks.varnames(fn)[0]
-    return fn(**{k: kwargs[k] for k in names if k in kwargs})
-
-
-# --------------------------------------------------------------------------- setup
+# --------------------------------------------------------------------------- stage 1
 
 
 def build_context(resolved: ResolvedConfig, console: Console | None = None,
                   run_dir: Path | None = None) -> RunContext:
-    """Instantiate the selected components and register them in a run-scoped manager."""
-    from .trainer import DefaultLocalUpdate
-
-    pm = plugin_registry.make_manager()
-    pm.register(DefaultLocalUpdate(), name="core:local-update")
-    components: dict[str, list[Any]] = {}
-    for section in SECTION_KIND:
-        objs = []
-        for info, cfg in resolved.components[section]:
-            obj = info.plugin.build(cfg)
-            plugin_registry.register(pm, info.kind, info.name, obj)
-            objs.append(obj)
-        components[section] = objs
-    return RunContext(resolved=resolved, pm=pm, components=components,
+    """Build the selected components, in registration order."""
+    built = [build(info, cfg) for section in (*SECTION_KIND, "backend")
+             for info, cfg in resolved.components.get(section, [])]
+    return RunContext(resolved=resolved, plugins=Components(built),
                       console=console or Console(stderr=True), run_dir=run_dir)
 
 
-def setup_runtime(ctx: RunContext, *, load_data: bool = True) -> None:
-    """Load the model (once per process), wrap it, load and encode the dataset."""
+# --------------------------------------------------------------------------- stage 2
+
+
+def prepare(ctx: RunContext, *, load_data: bool = True, checks: bool = True) -> None:
+    """Describe the model, load the dataset, form the cohorts and run every check; raise one
+    :class:`ConfigError` listing every problem found."""
+    from .checks import core_problems
+
+    problems: list[str] = []
+    try:
+        ctx.model_info = describe_model(ctx.config.model)
+    except FedLLMError as exc:
+        problems.append(str(exc))
+    if load_data:
+        try:
+            load_dataset(ctx)
+            form_cohorts(ctx)
+        except FedLLMError as exc:
+            problems.append(str(exc))
+    if checks:
+        problems += core_problems(ctx)
+        for comp, found in ctx.each("fedllm_check"):
+            for p in found or []:
+                problems.append(p if ":" in p.split(" ", 1)[0] else f"{comp.kind} {comp.name}: {p}")
+    if problems:
+        raise ConfigError("the run cannot start:\n  " + "\n  ".join(problems))
+
+
+def load_dataset(ctx: RunContext) -> FederatedDataset:
+    ds = ctx.call("fedllm_load_dataset")
+    if ds is None:
+        raise FedLLMError("the dataset plugin returned no dataset from fedllm_load_dataset")
+    ctx.dataset = ds
+    return ds
+
+
+def form_cohorts(ctx: RunContext) -> None:
+    clients = ctx.dataset.client_ids
+    cohorts = ctx.call("fedllm_cohorts", clients=clients) or {DEFAULT_COHORT: clients}
+    for name, members in cohorts.items():
+        unknown = set(members) - set(clients)
+        if not members or unknown:
+            raise FedLLMError(f"cohort {name!r} is empty or names unknown clients "
+                              f"{sorted(unknown)[:5]}")
+    ctx.cohorts = {name: list(members) for name, members in cohorts.items()}
+
+
+# --------------------------------------------------------------------------- stage 3
+
+
+def load_runtime(ctx: RunContext, *, encode: bool = True) -> None:
+    """Load the model (once per process), wrap it, encode the dataset."""
+    import torch
+
     from .model import load_model, load_tokenizer, make_accelerator, quiet_libraries
 
     quiet_libraries()
@@ -141,26 +227,23 @@ def setup_runtime(ctx: RunContext, *, load_data: bool = True) -> None:
     ctx.tokenizer = load_tokenizer(cfg.model)
     base = load_model(cfg.model, ctx.device)
     torch.manual_seed(cfg.seed)  # adapter initialisation
-    model = ctx.hook.fedllm_wrap_model(ctx=ctx, model=base)
+    model = ctx.call("fedllm_wrap_model", model=base)
     if model is None:
         raise FedLLMError("the peft plugin returned no model from fedllm_wrap_model")
     ctx.model = model
     ctx.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not ctx.trainable:
         raise FedLLMError("the peft plugin left no trainable parameters")
-    if load_data:
-        load_and_encode(ctx)
+    if encode and ctx.dataset is not None:
+        encode_dataset(ctx)
     # Freeze the objects alive now (torch, transformers, the model) out of the cyclic GC:
     # every later gc.collect() then skips ~500k objects (STACK.md P5).
     gc.collect()
     gc.freeze()
 
 
-def load_and_encode(ctx: RunContext) -> None:
-    ds = ctx.hook.fedllm_load_dataset(ctx=ctx)
-    if ds is None:
-        raise FedLLMError("the dataset plugin returned no dataset")
-    ctx.dataset = ds
+def encode_dataset(ctx: RunContext) -> None:
+    ds = ctx.dataset
     for split, table in (("train", ds.train), ("heldout", ds.heldout)):
         if table is None or len(table) == 0:
             continue
@@ -194,13 +277,15 @@ def _encode_key(ctx: RunContext, split: str) -> str:
 
 def encode_split(ctx: RunContext, table: datasets.Dataset, split: str) -> datasets.Dataset:
     """Tokenize once with the task's ``fedllm_encode``; cached on disk by source + config."""
+    import datasets
+
     cache = fedllm_home() / "encoded"
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"{_encode_key(ctx, split)}.arrow"
     keep = [CLIENT]
 
     def fn(batch):
-        out = ctx.hook.fedllm_encode(ctx=ctx, batch=batch, split=split)
+        out = ctx.call("fedllm_encode", batch=batch, split=split)
         if out is None:
             raise FedLLMError("the task plugin returned nothing from fedllm_encode")
         out.setdefault(CLIENT, batch[CLIENT])  # a task that drops rows returns its own
@@ -211,3 +296,16 @@ def encode_split(ctx: RunContext, table: datasets.Dataset, split: str) -> datase
     return table.map(fn, batched=True, batch_size=512, remove_columns=remove,
                      cache_file_name=str(path), load_from_cache_file=True,
                      new_fingerprint=path.stem)
+
+
+def client_context(resolved: ResolvedConfig, console: Console | None = None) -> RunContext:
+    """The whole client side of a process (a worker, a Flower node): components, data and
+    model; no checks (the coordinator ran them)."""
+    ctx = build_context(resolved, console=console)
+    prepare(ctx, checks=False)
+    load_runtime(ctx)
+    return ctx
+
+
+__all__ = ["RunContext", "build_context", "prepare", "load_runtime", "client_context",
+           "DEFAULT_COHORT", "COMPONENTS_MANY", "ConfigError"]

@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
-
-import datasets
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import DataError
+
+if TYPE_CHECKING:
+    import datasets
+    import numpy as np
 
 CLIENT = "client_id"
 
@@ -48,6 +50,8 @@ class FederatedDataset:
 
 def client_index(table: datasets.Dataset, clients: Iterable[str]) -> dict[str, np.ndarray]:
     """Row numbers of each client's samples in ``table``; every client must have one."""
+    import numpy as np
+
     # via the arrow formatter, which honours select()/filter() index mappings
     col = table.with_format("arrow")[CLIENT].to_numpy(zero_copy_only=False).astype(str)
     order = np.argsort(col, kind="stable")
@@ -126,6 +130,8 @@ def from_client_samples(
                 if len(col) == size:
                     col.append(None)
         clients[cid] = dict((metadata or {}).get(cid, {}))
+    import datasets
+
     names = sorted(set(train_cols) | set(held_cols))
     for cols in (train_cols, held_cols):
         size = len(cols[CLIENT])

@@ -45,7 +45,38 @@ def hardware() -> dict[str, object]:
     return info
 
 
-def report() -> Group:
+def run_plan(config: str | None, overrides: list[str]) -> Table:
+    """What a run with this config will use (resolved exactly as `fedllm run` resolves it)."""
+    import torch
+
+    from .config import build_config, resolve
+
+    resolved = resolve(build_config(config, overrides))
+    cfg = resolved.run
+    rt, m, tr = cfg.runtime, cfg.model, cfg.train
+    cuda = torch.cuda.is_available()
+    device = rt.device if rt.device != "auto" else ("cuda" if cuda else "cpu")
+    t = Table(title="this run will use")
+    t.add_column("what")
+    t.add_column("value")
+    rows = {
+        "model": m.name_or_path,
+        "device": device + (f" ({torch.cuda.get_device_name(0)})" if cuda and device != "cpu"
+                            else ""),
+        "base dtype": m.dtype,
+        "compute": {"no": "float32", "bf16": "bfloat16 autocast",
+                    "fp16": "float16 autocast"}.get(rt.mixed_precision, rt.mixed_precision),
+        "quantization": m.quantization,
+        "gradient checkpointing": str(getattr(tr, "gradient_checkpointing", False)),
+        "backend": rt.backend + (f" {rt.backend_options}" if rt.backend_options else ""),
+        "threads": str(rt.threads or torch.get_num_threads()),
+    }
+    for k, v in rows.items():
+        t.add_row(k, str(v))
+    return t
+
+
+def report(config: str | None = None, overrides: list[str] = ()) -> Group:
     versions = Table(title="stack")
     versions.add_column("package")
     versions.add_column("version")
@@ -71,4 +102,4 @@ def report() -> Group:
         notes.add_row("Flower not installed: serve/join and the flower backends are disabled.")
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         notes.add_row("HF_HUB_OFFLINE=1: only local model/dataset paths and caches work.")
-    return Group(versions, hwt, notes)
+    return Group(versions, hwt, notes, run_plan(config, list(overrides)))

@@ -9,24 +9,29 @@ import datetime as _dt
 import random
 import resource
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from . import plugins as plugin_registry
-from .backends import Backend
 from .config import ResolvedConfig, lr_at
-from .context import RunContext, build_context, setup_runtime
+from .context import RunContext, build_context, load_runtime, prepare
 from .errors import FedLLMError, RunDirError
-from .messages import ClientInstruction, ClientUpdate, Params, nbytes
+from .evaluation import evaluate_model
+from .messages import ClientInstruction, ClientUpdate, Params, RoundReport, nbytes
 from .rundir import RunDir
 from .state import ClientStateStore
-
-DEFAULT_COHORT = "global"
 
 
 def client_seed(run_seed: int, round: int, client_id: str) -> int:
@@ -40,6 +45,16 @@ def peak_memory_mb() -> dict[str, float]:
     if torch.cuda.is_available():
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
+
+
+@dataclass
+class _Totals:
+    """A round's running sums over its cohorts."""
+
+    down: int = 0
+    up: int = 0
+    loss: float = 0.0
+    weight: float = 0.0
 
 
 class Engine:
@@ -61,52 +76,41 @@ class Engine:
     # -- construction ---------------------------------------------------------------------
 
     @classmethod
-    def new(cls, resolved: ResolvedConfig, **kw) -> "Engine":
-        """Set everything up and validate the data *before* creating the run directory, so
-        bad input leaves no files behind."""
+    def new(cls, resolved: ResolvedConfig, *, ctx: RunContext | None = None, **kw) -> "Engine":
+        """Check everything and load the model and data *before* creating the run directory,
+        so bad input leaves no files behind. ``ctx`` may be a context built by the caller
+        (e.g. a Flower ServerApp whose backend holds the Grid)."""
         eng = cls(resolved, **kw)
-        eng._setup()
+        eng._setup(ctx)
         name = eng.cfg.name or _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         eng.run_dir = RunDir.create(Path(eng.cfg.output_dir) / name, resolved.to_dict())
-        eng._attach_run_dir()
+        eng._start()
         return eng
 
     @classmethod
-    def resume(cls, path: Path, **kw) -> "Engine":
+    def resume(cls, path: Path, *, ctx_factory=None, **kw) -> "Engine":
         from .config import resolve
 
         rd = RunDir.open(path)
         resolved = resolve(rd.config())
         eng = cls(resolved, run_dir=rd, resume=True, **kw)
-        eng._setup()
-        eng._attach_run_dir()
+        eng._setup(ctx_factory(resolved) if ctx_factory else None)
+        eng._start()
         return eng
 
-    def _setup(self) -> None:
-        self.ctx: RunContext = build_context(self.resolved, console=self.console)
-        setup_runtime(self.ctx)
-        clients = self.ctx.dataset.client_ids
-        cohorts = self.ctx.hook.fedllm_cohorts(ctx=self.ctx, clients=clients)
-        self.cohorts = cohorts or {DEFAULT_COHORT: clients}
-        for name, members in self.cohorts.items():
-            unknown = set(members) - set(clients)
-            if not members or unknown:
-                raise FedLLMError(f"cohort {name!r} is empty or names unknown clients "
-                                  f"{sorted(unknown)[:5]}")
+    def _setup(self, ctx: RunContext | None) -> None:
+        self.ctx = ctx or build_context(self.resolved, console=self.console)
+        prepare(self.ctx)
+        load_runtime(self.ctx)
+        self.cohorts = self.ctx.cohorts
         initial = self.ctx.get_params()
-        self.ctx.extra["cohorts"] = self.cohorts
         self.globals = {c: {k: v.clone() for k, v in initial.items()} for c in self.cohorts}
         self.states = {c: {} for c in self.cohorts}
-        backend_name = self.cfg.runtime.backend
-        info = plugin_registry.load("backend", backend_name)
-        # already validated by config.resolve, which names any bad field
-        bcfg = info.plugin.Config.model_validate(self.cfg.runtime.backend_options)
-        self.backend: Backend = info.plugin.build(bcfg)
-        self.backend.start(self.ctx)
 
-    def _attach_run_dir(self) -> None:
+    def _start(self) -> None:
         self.ctx.run_dir = self.run_dir.path
         self.ctx.client_state = ClientStateStore(self.run_dir.path / "client_state")
+        self.ctx.call("fedllm_backend_start")
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -154,6 +158,12 @@ class Engine:
 
     def run(self, until_round: int | None = None) -> dict[str, Any]:
         """Run the remaining rounds (or stop after ``until_round`` rounds are done)."""
+        try:
+            return self._run(until_round)
+        finally:
+            self.ctx.call("fedllm_backend_close")
+
+    def _run(self, until_round: int | None) -> dict[str, Any]:
         cfg = self.cfg
         start = self._restore() if self.resuming else 0
         stop = cfg.rounds if until_round is None else min(cfg.rounds, until_round)
@@ -166,120 +176,103 @@ class Engine:
             clients_task = progress.add_task("clients", total=0)
             for r in range(start, stop):
                 record = self._round(r, progress, clients_task)
-                progress.update(rounds_task, advance=1,
-                                description=f"rounds (loss {record.get('train_loss', float('nan')):.4f})")
+                loss = record.get("train_loss")
+                progress.update(rounds_task, advance=1, description="rounds" + (
+                    f" (loss {loss:.4f})" if loss is not None else ""))
         if stop == cfg.rounds and start <= cfg.rounds:
             self._save_final()
         elif stop > start and cfg.checkpoint_every == 0:
             self._checkpoint(stop - 1)
-        self.backend.close()
         return {"run_dir": str(self.run_dir.path), "history": self.history}
 
     def _round(self, r: int, progress: Progress, clients_task) -> dict[str, Any]:
-        cfg, ctx, hook = self.cfg, self.ctx, self.ctx.hook
+        cfg, ctx = self.cfg, self.ctx
         t0 = time.perf_counter()
         lr = lr_at(cfg.train, r, cfg.rounds)
         record: dict[str, Any] = {"round": r, "lr": lr, "cohorts": {}}
-        bytes_down = bytes_up = 0
-        weighted_loss = weight = 0.0
+        totals = _Totals()
         for cohort, members in self.cohorts.items():
-            selected = hook.fedllm_sample(ctx=ctx, cohort=cohort, clients=list(members), round=r)
-            if not selected or not set(selected) <= set(members):
-                raise FedLLMError(f"round {r}: the sampler returned {selected!r}, which is not "
-                                  f"a non-empty subset of cohort {cohort!r}")
-            selected = list(selected)
-            progress.reset(clients_task, total=len(selected),
-                           description=f"round {r + 1}/{cfg.rounds} clients"
-                           + (f" [{cohort}]" if len(self.cohorts) > 1 else ""))
-            glob = self.globals[cohort]
-            state = self.states[cohort]
-            per_client: dict[str, dict[str, Any]] = {}
-            down = 0
-
-            def instructions() -> Iterator[ClientInstruction]:
-                nonlocal down
-                for cid in selected:
-                    ins = ClientInstruction(cohort=cohort, round=r, client_id=cid, params=glob,
-                                            lr=lr, seed=client_seed(cfg.seed, r, cid))
-                    hook.fedllm_configure_client(ctx=ctx, cohort=cohort, round=r,
-                                                 instruction=ins, state=state)
-                    down += nbytes(ins.params) + nbytes(ins.extras)
-                    yield ins
-
-            def tracked(it: Iterator[ClientUpdate]) -> Iterator[ClientUpdate]:
-                nonlocal bytes_up, weighted_loss, weight
-                for u in it:
-                    bytes_up += nbytes(u.params) + nbytes(u.extras)
-                    for m in u.clients():
-                        n, metrics = m["num_samples"], m["metrics"]
-                        per_client[m["client_id"]] = {"num_samples": n, **metrics}
-                        if "train_loss" in metrics:
-                            weighted_loss += metrics["train_loss"] * n
-                            weight += n
-                        progress.advance(clients_task)
-                    yield u
-
-            updates = tracked(self.backend.run_clients(instructions()))
-            for out in ctx.call_in_order("privacy", "fedllm_privatize_updates", ctx=ctx,
-                                         cohort=cohort, round=r, global_params=glob,
-                                         updates=updates, clients=list(selected)):
-                if out is not None:
-                    updates = out
-            new = hook.fedllm_aggregate(ctx=ctx, cohort=cohort, round=r, global_params=glob,
-                                        updates=updates, state=state)
-            if new is None:
-                raise FedLLMError("the algorithm returned no aggregate from fedllm_aggregate")
-            # A backend over a network may lose clients mid-round; it names them in `dropped`.
-            dropped = [c for c in getattr(self.backend, "dropped", None) or [] if c in selected]
-            if len(per_client) + len(dropped) != len(selected):
-                raise FedLLMError(f"the algorithm consumed {len(per_client)} of "
-                                  f"{len(selected)} client updates in round {r}")
-            for out in ctx.call_in_order("privacy", "fedllm_privatize_aggregate", ctx=ctx,
-                                         cohort=cohort, round=r, global_params=glob,
-                                         new_params=new, num_updates=len(per_client)):
-                if out is not None:
-                    new = out
-            self.globals[cohort] = {k: v.detach().to("cpu", torch.float32) for k, v in new.items()}
-            bytes_down += down
-            record["cohorts"][cohort] = {"sampled": selected, "clients": per_client}
-            if dropped:
-                record["cohorts"][cohort]["dropped"] = dropped
-            for k, v in (getattr(self.backend, "last_stats", None) or {}).items():
-                record[k] = record.get(k, 0) + v  # e.g. serialised bytes on the wire
-        record["train_loss"] = weighted_loss / weight if weight else None
-        record["bytes_down"] = bytes_down
-        record["bytes_up"] = bytes_up
+            record["cohorts"][cohort] = self._cohort_round(
+                cohort, members, r, lr, totals, record, progress, clients_task)
+        record["train_loss"] = totals.loss / totals.weight if totals.weight else None
+        record["bytes_down"] = totals.down
+        record["bytes_up"] = totals.up
         last = r == cfg.rounds - 1
         if last or (cfg.eval_every and (r + 1) % cfg.eval_every == 0):
             record["eval"] = self.evaluate(r)
         record["wall_s"] = time.perf_counter() - t0
         record.update(peak_memory_mb())
-        hook.fedllm_round_end(ctx=ctx, round=r, record=record)
+        ctx.each("fedllm_round_end", round=r, record=record)
         self.run_dir.append_metrics(record)
         self.history.append(record)
         if cfg.checkpoint_every and ((r + 1) % cfg.checkpoint_every == 0 or last):
             self._checkpoint(r)
         return record
 
-    def evaluate(self, r: int) -> dict[str, Any]:
-        ctx = self.ctx
-        out: dict[str, Any] = {}
-        for cohort in self.cohorts:
-            ctx.set_params(self.globals[cohort])
-            ctx.model.eval()
-            res: dict[str, Any] = {}
-            for (info, _), obj in zip(self.resolved.components["evaluators"],
-                                      ctx.components["evaluators"]):
-                fn = getattr(obj, "fedllm_evaluate", None)
-                if fn is None:
-                    continue
-                from .context import _call_subset
+    def _cohort_round(self, cohort: str, members: list[str], r: int, lr: float,
+                      totals: _Totals, record: dict[str, Any], progress: Progress,
+                      clients_task) -> dict[str, Any]:
+        """One cohort's round: sample, instruct, run the clients, privatize, aggregate.
+        Returns the cohort's part of the round record."""
+        ctx, cfg = self.ctx, self.cfg
+        selected = ctx.call("fedllm_sample", cohort=cohort, clients=list(members), round=r)
+        if not selected or not set(selected) <= set(members):
+            raise FedLLMError(f"round {r}: the sampler returned {selected!r}, which is not "
+                              f"a non-empty subset of cohort {cohort!r}")
+        selected = list(selected)
+        progress.reset(clients_task, total=len(selected),
+                       description=f"round {r + 1}/{cfg.rounds} clients"
+                       + (f" [{cohort}]" if len(self.cohorts) > 1 else ""))
+        glob, state = self.globals[cohort], self.states[cohort]
+        per_client: dict[str, dict[str, Any]] = {}
 
-                result = _call_subset(fn, dict(ctx=ctx, model=ctx.model, cohort=cohort, round=r))
-                if result:
-                    res[info.name] = result
-            out[cohort] = res
-        return out
+        def instructions() -> Iterator[ClientInstruction]:
+            for cid in selected:
+                ins = ClientInstruction(cohort=cohort, round=r, client_id=cid, params=glob,
+                                        lr=lr, seed=client_seed(cfg.seed, r, cid))
+                ctx.call("fedllm_configure_client", cohort=cohort, round=r, instruction=ins,
+                         state=state)
+                totals.down += nbytes(ins.params) + nbytes(ins.extras)
+                yield ins
+
+        def tracked(it: Iterator[ClientUpdate]) -> Iterator[ClientUpdate]:
+            for u in it:
+                totals.up += nbytes(u.params) + nbytes(u.extras)
+                for m in u.clients():
+                    n, metrics = m["num_samples"], m["metrics"]
+                    per_client[m["client_id"]] = {"num_samples": n, **metrics}
+                    if "train_loss" in metrics:
+                        totals.loss += metrics["train_loss"] * n
+                        totals.weight += n
+                    progress.advance(clients_task)
+                yield u
+
+        report: RoundReport = ctx.call("fedllm_run_clients", cohort=cohort, round=r,
+                                       instructions=instructions())
+        updates = tracked(report.updates)
+        for _, out in ctx.each("fedllm_privatize_updates", cohort=cohort, round=r,
+                               global_params=glob, updates=updates, clients=list(selected)):
+            if out is not None:
+                updates = out
+        new = ctx.call("fedllm_aggregate", cohort=cohort, round=r, global_params=glob,
+                       updates=updates, state=state)
+        if new is None:
+            raise FedLLMError("the algorithm returned no aggregate from fedllm_aggregate")
+        dropped = [c for c in report.dropped if c in selected]
+        if len(per_client) + len(dropped) != len(selected):
+            raise FedLLMError(f"the algorithm consumed {len(per_client)} of "
+                              f"{len(selected)} client updates in round {r}")
+        self.globals[cohort] = {k: v.detach().to("cpu", torch.float32) for k, v in new.items()}
+        for k, v in report.stats.items():
+            record[k] = record.get(k, 0) + v  # e.g. serialised bytes on the wire
+        out_rec: dict[str, Any] = {"sampled": selected, "clients": per_client}
+        if dropped:
+            out_rec["dropped"] = dropped
+        return out_rec
+
+    def evaluate(self, r: int) -> dict[str, Any]:
+        return {cohort: evaluate_model(self.ctx, self.globals[cohort], cohort, r)
+                for cohort in self.cohorts}
 
     def _save_final(self) -> None:
         single = len(self.cohorts) == 1
@@ -290,16 +283,16 @@ class Engine:
     # -- output ---------------------------------------------------------------------------
 
     def _header(self, start: int) -> None:
-        parts = [f"{info.kind}:{info.name} ({info.distribution} {info.version})"
-                 for items in self.resolved.components.values() for info, _ in items]
+        parts = [f"{c.kind}:{c.name} ({c.info.distribution} {c.info.version})"
+                 for c in self.ctx.plugins.all]
         self.console.print(f"[bold]fedllm[/] run [cyan]{self.run_dir.path}[/]"
                            + (f" (resuming at round {start + 1})" if start else ""))
         self.console.print("plugins: " + ", ".join(parts), highlight=False)
         ds = self.ctx.dataset
+        adapter = nbytes(self.globals[next(iter(self.globals))])
         self.console.print(f"data: {len(ds.clients)} clients, {len(ds.train)} training samples"
                            + (f", {len(ds.heldout)} held out" if ds.heldout is not None else "")
-                           + f"; trainable adapter: {nbytes(self.globals[next(iter(self.globals))]):,} bytes",
-                           highlight=False)
+                           + f"; trainable adapter: {adapter:,} bytes", highlight=False)
 
     def summary_table(self) -> Table:
         t = Table(title=f"fedllm run {self.run_dir.path.name}")

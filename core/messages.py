@@ -6,12 +6,14 @@ numbers, strings and ``dict``/``list`` of those (no model, no open file, no plug
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-Params = dict[str, torch.Tensor]
+Params = dict[str, "torch.Tensor"]
 
 
 @dataclass
@@ -55,9 +57,21 @@ class ClientUpdate:
         return {k: self.params[k].float() - global_params[k].float() for k in global_params}
 
 
+@dataclass
+class RoundReport:
+    """What a backend returns for one cohort's round. ``updates`` yields each client's update
+    as it finishes; once it is exhausted, ``dropped`` names the sampled clients that never
+    answered (the round completes without them) and ``stats`` holds numbers to add to the
+    round's record (e.g. bytes on the wire)."""
+
+    updates: Iterator[ClientUpdate]
+    dropped: list[str] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
 def nbytes(obj: Any) -> int:
     """Bytes of tensor payload in a message part (params or extras)."""
-    if isinstance(obj, torch.Tensor):
+    if hasattr(obj, "element_size") and hasattr(obj, "numel"):
         return obj.numel() * obj.element_size()
     if isinstance(obj, dict):
         return sum(nbytes(v) for v in obj.values())

@@ -1,16 +1,87 @@
-"""Loading the frozen base model once per process, placed by accelerate."""
+"""The base model: described from its config before anything loads, then loaded once per
+process and placed by accelerate."""
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .config import ModelConfig, RuntimeConfig
-from .errors import FedLLMError
-from .tiny import ensure_tiny
+from .errors import ConfigError, FedLLMError
+from .tiny import TINY_SHAPE, ensure_tiny
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the model's ``config.json`` says, read without loading weights or torch (fields
+    are ``None`` when the config could not be read, e.g. an uncached hub id offline)."""
+
+    name_or_path: str
+    local: bool
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def max_position_embeddings(self) -> int | None:
+        return self.config.get("max_position_embeddings")
+
+    @property
+    def num_hidden_layers(self) -> int | None:
+        return self.config.get("num_hidden_layers")
+
+    @property
+    def hidden_size(self) -> int | None:
+        return self.config.get("hidden_size")
+
+    @property
+    def model_type(self) -> str | None:
+        return self.config.get("model_type")
+
+
+def describe_model(cfg: ModelConfig) -> ModelInfo:
+    """Read the model's config (local directory, the hub cache, or a small download) or raise
+    a clear error naming ``model.name_or_path``."""
+    name = cfg.name_or_path
+    if name == "tiny":
+        return ModelInfo(name, True, {"model_type": "llama", **TINY_SHAPE})
+    p = Path(name).expanduser()
+    if p.exists() or name.startswith((".", "/", "~")):
+        if not (p / "config.json").is_file():
+            what = "does not exist" if not p.exists() else "has no config.json"
+            raise ConfigError(f"model.name_or_path: {name!r} {what} (a local model directory "
+                              "needs config.json; or give a Hugging Face hub id)")
+        return ModelInfo(name, True, _read_json(p / "config.json", name))
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(name, "config.json", revision=cfg.revision)
+    if isinstance(hit, str):
+        return ModelInfo(name, False, _read_json(Path(hit), name))
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ConfigError(f"model.name_or_path: {name!r} is neither a local directory nor in "
+                          "the Hugging Face cache, and HF_HUB_OFFLINE=1 forbids downloading it")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = hf_hub_download(name, "config.json", revision=cfg.revision)
+    except Exception as exc:  # noqa: BLE001 - any hub failure is the same user problem
+        raise ConfigError(f"model.name_or_path: cannot read {name!r} from the hub: "
+                          f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    return ModelInfo(name, False, _read_json(Path(path), name))
+
+
+def _read_json(path: Path, name: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model.name_or_path: {name!r}: config.json is unreadable: "
+                          f"{exc}") from None
+    # multimodal configs nest the language model's fields
+    return {**data.get("text_config", {}), **data} if isinstance(data, dict) else {}
 
 
 def quiet_libraries() -> None:
@@ -29,6 +100,7 @@ def quiet_libraries() -> None:
 
 def make_accelerator(runtime: RuntimeConfig):
     """One ``Accelerator`` per process (accelerate's state is a process-wide singleton)."""
+    import torch
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
@@ -73,6 +145,8 @@ def _not_found(cfg: ModelConfig, exc: Exception) -> str:
 
 
 def quantization_config(cfg: ModelConfig, device: torch.device):
+    import torch
+
     if cfg.quantization == "none":
         return None
     try:
@@ -94,6 +168,7 @@ def quantization_config(cfg: ModelConfig, device: torch.device):
 
 def load_model(cfg: ModelConfig, device: torch.device) -> Any:
     """The frozen base model on ``device`` (quantised with bitsandbytes if asked)."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}

@@ -13,9 +13,10 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:
+    import torch
 
 _FILE = re.compile(r"^r(\d+)\.safetensors$")
 
@@ -40,11 +41,15 @@ class ClientStateStore:
 
     def load(self, cohort: str, client_id: str) -> dict[str, torch.Tensor] | None:
         """The client's newest state, or ``None`` if it has none yet."""
+        from safetensors.torch import load_file
+
         files = self._files(self._dir(cohort, client_id))
         return load_file(str(files[-1][1])) if files else None
 
     def save(self, cohort: str, client_id: str, round: int,
              tensors: dict[str, torch.Tensor]) -> None:
+        from safetensors.torch import save_file
+
         d = self._dir(cohort, client_id)
         d.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
@@ -66,6 +71,13 @@ class ClientStateStore:
 
     def mark_checkpoint(self, round: int) -> None:
         self.checkpointed_round = round
+
+    def forget_after(self, cohort: str, client_id: str, round: int) -> None:
+        """Drop the client's state written in ``round`` or later (a resumed coordinator runs
+        that round again)."""
+        for r, p in self._files(self._dir(cohort, client_id)):
+            if r >= round:
+                p.unlink(missing_ok=True)
 
     def rollback(self, round: int) -> None:
         """Forget every state written after ``round`` (resume from that round's checkpoint)."""

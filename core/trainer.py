@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
-import torch
-from accelerate.utils import send_to_device
-
-from .hookspecs import hookimpl
 from .messages import ClientInstruction, ClientUpdate
 
 
@@ -39,62 +36,70 @@ def batch_order(indices: list[int], batch_size: int, num_batches: int, seed: int
         yield batch
 
 
-class DefaultLocalUpdate:
-    """Registered by the core for every run with ``trylast``: a task can replace it."""
+def local_update(ctx, instruction: ClientInstruction, data) -> ClientUpdate:
+    """The core's training loop for one client (used unless the task implements
+    ``fedllm_local_update``). Losses and metrics are summed on the device and read back once
+    per client, so a GPU never waits on the host between micro-batches."""
+    import torch
+    from accelerate.utils import send_to_device
 
-    @hookimpl(trylast=True)
-    def fedllm_local_update(self, ctx, instruction: ClientInstruction, data) -> ClientUpdate:
-        t0 = time.perf_counter()
-        tc = ctx.config.train
-        hook = ctx.hook
-        n = len(data)
-        steps = hook.fedllm_local_steps(ctx=ctx, client_id=instruction.client_id,
-                                        num_samples=n) or tc.local_steps
-        micro = tc.batch_size
-        draw = draw_indices(n, steps * tc.grad_accum * micro, instruction.seed)
-        picked = data.select(draw)
-        cols = picked.column_names
-        columns = {c: picked[c] for c in cols}  # one Arrow read per client per round
-        examples = [{c: columns[c][i] for c in cols} for i in range(len(draw))]
+    t0 = time.perf_counter()
+    tc = ctx.config.train
+    n = len(data)
+    steps = ctx.call("fedllm_local_steps", client_id=instruction.client_id,
+                     num_samples=n) or tc.local_steps
+    micro = tc.batch_size
+    draw = draw_indices(n, steps * tc.grad_accum * micro, instruction.seed)
+    picked = data.select(draw)
+    cols = picked.column_names
+    columns = {c: picked[c] for c in cols}  # one Arrow read per client per round
+    examples = [{c: columns[c][i] for c in cols} for i in range(len(draw))]
 
-        ctx.set_params(instruction.params)
-        params = ctx.trainable
-        torch.manual_seed(instruction.seed)  # dropout: reproducible, also after --resume
-        opt = torch.optim.AdamW(params.values(), lr=instruction.lr, weight_decay=tc.weight_decay)
-        hook.fedllm_client_begin(ctx=ctx, instruction=instruction, params=params)
-        model = ctx.model
-        model.train()
-        acc = ctx.accelerator
-        sums: dict[str, float] = {}
-        count = 0
-        batches = batch_order(list(range(len(examples))), micro, steps * tc.grad_accum,
-                              instruction.seed)
-        for _step in range(steps):
-            for _ in range(tc.grad_accum):
-                idx = next(batches)
-                batch = hook.fedllm_collate(ctx=ctx, examples=[examples[i] for i in idx])
-                batch = send_to_device(batch, ctx.device)
-                with acc.autocast():
-                    loss, metrics = hook.fedllm_loss(ctx=ctx, model=model, batch=batch)
-                total = loss
-                for term in hook.fedllm_loss_terms(ctx=ctx, instruction=instruction,
-                                                   params=params):
-                    if term is not None:
-                        total = total + term
-                acc.backward(total / tc.grad_accum)
-                sums["train_loss"] = sums.get("train_loss", 0.0) + float(loss.detach())
-                for k, v in (metrics or {}).items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                count += 1
-            if tc.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(list(params.values()), tc.max_grad_norm)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            hook.fedllm_after_step(ctx=ctx, instruction=instruction, params=params,
-                                   lr=instruction.lr)
-        model.eval()
-        out = {k: v / count for k, v in sums.items()}
-        out["local_steps"] = steps
-        out["time_s"] = time.perf_counter() - t0
-        return ClientUpdate(client_id=instruction.client_id, num_samples=n,
-                            params=ctx.get_params(), metrics=out)
+    ctx.set_params(instruction.params)
+    params = ctx.trainable
+    torch.manual_seed(instruction.seed)  # dropout: reproducible, also after --resume
+    opt = torch.optim.AdamW(params.values(), lr=instruction.lr, weight_decay=tc.weight_decay)
+    ctx.call("fedllm_client_begin", instruction=instruction, params=params)
+    model = ctx.model
+    model.train()
+    acc = ctx.accelerator
+    sums: dict[str, Any] = {}
+    count = 0
+    batches = batch_order(list(range(len(examples))), micro, steps * tc.grad_accum,
+                          instruction.seed)
+    for _step in range(steps):
+        for _ in range(tc.grad_accum):
+            idx = next(batches)
+            batch = ctx.call("fedllm_collate", examples=[examples[i] for i in idx])
+            batch = send_to_device(batch, ctx.device)
+            with acc.autocast():
+                loss, metrics = ctx.call("fedllm_loss", model=model, batch=batch)
+            total = loss
+            term = ctx.call("fedllm_loss_terms", instruction=instruction, params=params)
+            if term is not None:
+                total = total + term
+            acc.backward(total / tc.grad_accum)
+            _add(sums, "train_loss", loss.detach())
+            for k, v in (metrics or {}).items():
+                _add(sums, k, v.detach() if isinstance(v, torch.Tensor) else v)
+            count += 1
+        if tc.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(list(params.values()), tc.max_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ctx.call("fedllm_after_step", instruction=instruction, params=params, lr=instruction.lr)
+    model.eval()
+    out = {k: float(v) / count for k, v in sums.items()}  # the one host read per client
+    out["local_steps"] = steps
+    out["time_s"] = time.perf_counter() - t0
+    return ClientUpdate(client_id=instruction.client_id, num_samples=n,
+                        params=ctx.get_params(), metrics=out)
+
+
+def _add(sums: dict[str, Any], key: str, value: Any) -> None:
+    """Sum in float64, on the value's device when it is a tensor."""
+    if hasattr(value, "double"):
+        value = value.double()
+    else:
+        value = float(value)
+    sums[key] = value if key not in sums else sums[key] + value

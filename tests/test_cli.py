@@ -23,7 +23,7 @@ def invoke(*args):
 def test_plugins_lists_builtins_from_entry_points():
     res = invoke("plugins", "--json")
     assert res.exit_code == 0, res.output
-    rows = {(r["kind"], r["name"]): r for r in json.loads(res.output)}
+    rows = {(r["kind"], r["name"]): r for r in json.loads(res.stdout)}
     for key in [("algorithm", "fedavg"), ("algorithm", "local"), ("sampler", "uniform"),
                 ("task", "sft"), ("peft", "lora"), ("dataset", "embedded"),
                 ("dataset", "fedllm-bench-json"), ("evaluator", "heldout-loss"),
@@ -50,7 +50,7 @@ def broken_plugin(tmp_path, monkeypatch):
 def test_broken_plugin_is_listed_not_fatal(broken_plugin):
     res = invoke("plugins", "--json")
     assert res.exit_code == 0, res.output
-    row = next(r for r in json.loads(res.output) if r["name"] == broken_plugin)
+    row = next(r for r in json.loads(res.stdout) if r["name"] == broken_plugin)
     assert row["status"] == "broken" and "fedllm_no_such_module" in row["error"]
     assert row["distribution"] == "fedllm-broken"
     table = invoke("plugins")
@@ -78,7 +78,7 @@ def test_dry_run_prints_resolved_config(tmp_path):
     cfg.write_text("rounds: 3\nalgorithm:\n  name: fedavg\n")
     res = invoke("run", str(cfg), "--set", "rounds=20", "--set", "peft.r=4", "--dry-run")
     assert res.exit_code == 0, res.output
-    d = yaml.safe_load(res.output)
+    d = yaml.safe_load(res.stdout)  # the checks line goes to stderr
     assert d["rounds"] == 20 and d["peft"]["r"] == 4 and d["peft"]["alpha"] == 32
     assert d["plugins"]["peft:lora"].startswith("fedllm-peft")
     assert not (tmp_path / "runs").exists()

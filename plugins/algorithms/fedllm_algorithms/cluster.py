@@ -12,14 +12,17 @@ Any algorithm combines with it: ``algorithm: fedavg`` + ``sampler: samlang`` is 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
-from fedllm import Plugin, PluginConfig, hookimpl
+from fedllm import Plugin, PluginConfig, Sampler, hookimpl
 from fedllm.errors import ConfigError, DataError
 
 from .samplers import reference_sample
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
 
 #: FedLLM-Bench §4.2's five "similar language" groups, with the names Aya uses, plain names and
 #: ISO 639-1 / 639-3 codes (matched case-insensitively). Telugu, the eighth Fed-Aya language,
@@ -82,7 +85,7 @@ class SimLangConfig(ClusterConfig):
         "(case-insensitive). Default: FedLLM-Bench's five language families.")
 
 
-class Cluster:
+class Cluster(Sampler):
     def __init__(self, config: ClusterConfig):
         self.config = config
 
@@ -126,12 +129,13 @@ class Cluster:
         return out
 
     @hookimpl
-    def fedllm_cohorts(self, ctx, clients):
+    def fedllm_cohorts(self, ctx: RunContext, clients: list[str]) -> dict[str, list[str]]:
         meta = ctx.dataset.clients
         return self.clusters({cid: meta.get(cid, {}) for cid in clients})
 
     @hookimpl
-    def fedllm_sample(self, ctx, clients, round):
+    def fedllm_sample(self, ctx: RunContext, cohort: str, clients: list[str],
+                      round: int) -> list[str]:
         return reference_sample(clients, ctx.config.clients_per_round, round,
                                 self.config.seed_offset)
 

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-from fedllm import Plugin, PluginConfig, hookimpl
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from fedllm import Algorithm, ClientUpdate, Plugin, PluginConfig, hookimpl
 from fedllm.aggregation import weighted_params
+from fedllm.messages import Params
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
 
 
 class FedAvgConfig(PluginConfig):
     pass
 
 
-class FedAvg:
+class FedAvg(Algorithm):
+    aggregation_weights = "samples"  # a weighted mean: secure aggregation may hide updates
+
     def __init__(self, config: FedAvgConfig):
         self.config = config
 
     @hookimpl
-    def fedllm_aggregate(self, updates):
+    def fedllm_aggregate(self, ctx: RunContext, cohort: str, round: int, global_params: Params,
+                         updates: Iterator[ClientUpdate], state: dict[str, Any]) -> Params:
         return weighted_params(updates)
-
-    @hookimpl
-    def fedllm_aggregation_weights(self):
-        return "samples"  # a weighted mean: secure aggregation may hide the updates
 
 
 plugin = Plugin(kind="algorithm", name="fedavg", factory=FedAvg, Config=FedAvgConfig,

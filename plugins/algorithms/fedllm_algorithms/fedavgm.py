@@ -7,13 +7,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from fedllm import Plugin, PluginConfig, hookimpl
+from fedllm import Algorithm, ClientUpdate, Plugin, PluginConfig, hookimpl
+from fedllm.messages import Params
 
 from .fedopt import moment, momentum, pseudo_gradient, set_moment
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
 
 
 class FedAvgMConfig(PluginConfig):
@@ -26,7 +31,9 @@ class FedAvgMConfig(PluginConfig):
                              "(the reference form has none, i.e. 1).")
 
 
-class FedAvgM:
+class FedAvgM(Algorithm):
+    aggregation_weights = "samples"  # the momentum step needs only the weighted mean delta
+
     def __init__(self, config: FedAvgMConfig):
         self.config = config
 
@@ -46,12 +53,9 @@ class FedAvgM:
         return out
 
     @hookimpl
-    def fedllm_aggregate(self, global_params, updates, state):
+    def fedllm_aggregate(self, ctx: RunContext, cohort: str, round: int, global_params: Params,
+                         updates: Iterator[ClientUpdate], state: dict[str, Any]) -> Params:
         return self.step(global_params, pseudo_gradient(updates, global_params, True), state)
-
-    @hookimpl
-    def fedllm_aggregation_weights(self):
-        return "samples"  # the momentum step needs only the weighted mean delta
 
 
 plugin = Plugin(kind="algorithm", name="fedavgm", factory=FedAvgM, Config=FedAvgMConfig,

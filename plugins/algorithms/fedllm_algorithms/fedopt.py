@@ -8,15 +8,20 @@ continues with the same moments). Moments are float32 tensors named ``m/<param>`
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import Field
 
-from fedllm import PluginConfig, hookimpl
+from fedllm import Algorithm, PluginConfig, hookimpl
 from fedllm.aggregation import mean_delta
 from fedllm.errors import FedLLMError
 from fedllm.messages import ClientUpdate, Params
+
+if TYPE_CHECKING:
+    import torch
+
+    from fedllm.context import RunContext
 
 
 class ServerOptConfig(PluginConfig):
@@ -45,7 +50,7 @@ def moment(state: dict, kind: str, name: str) -> torch.Tensor | None:
 
 
 def set_moment(state: dict, kind: str, name: str, value: torch.Tensor) -> None:
-    state[f"{kind}/{name}"] = value.detach().to("cpu", torch.float32)
+    state[f"{kind}/{name}"] = value.detach().to("cpu").float()
 
 
 def momentum(state: dict, name: str, delta: torch.Tensor, beta1: float,
@@ -61,11 +66,13 @@ def momentum(state: dict, name: str, delta: torch.Tensor, beta1: float,
     return m
 
 
-class AdaptiveServerOpt:
+class AdaptiveServerOpt(Algorithm):
     """FedAdagrad / FedYogi / FedAdam: ``θ += η_s · m / (√v + τ_s)`` with v from ``_second``."""
 
     def __init__(self, config):
         self.config = config
+        self.aggregation_weights: Literal["samples", "uniform"] | None = (
+            "samples" if config.weighted else "uniform")
 
     def _first(self, state: dict, name: str, delta: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -75,6 +82,8 @@ class AdaptiveServerOpt:
 
     def step(self, global_params: Params, delta: Params, state: dict) -> Params:
         """One server step from the pseudo-gradient (also used directly by unit tests)."""
+        import torch
+
         c = self.config
         out: Params = {}
         for name, theta in global_params.items():
@@ -89,10 +98,7 @@ class AdaptiveServerOpt:
         return out
 
     @hookimpl
-    def fedllm_aggregate(self, global_params, updates, state):
+    def fedllm_aggregate(self, ctx: RunContext, cohort: str, round: int, global_params: Params,
+                         updates: Iterator[ClientUpdate], state: dict[str, Any]) -> Params:
         delta = pseudo_gradient(updates, global_params, self.config.weighted)
         return self.step(global_params, delta, state)
-
-    @hookimpl
-    def fedllm_aggregation_weights(self):
-        return "samples" if self.config.weighted else "uniform"

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
 from pydantic import Field
 
-from fedllm import Plugin, PluginConfig, hookimpl
+from fedllm import Algorithm, ClientUpdate, Plugin, PluginConfig, hookimpl
 from fedllm.errors import ConfigError
+from fedllm.messages import Params
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
 
 
 class LocalConfig(PluginConfig):
@@ -14,7 +21,7 @@ class LocalConfig(PluginConfig):
         "index in dataset order (an integer).")
 
 
-class Local:
+class Local(Algorithm):
     def __init__(self, config: LocalConfig):
         self.config = config
 
@@ -30,12 +37,24 @@ class Local:
                               f"{', '.join(clients[:10])}{' ...' if len(clients) > 10 else ''}")
         return c
 
-    @hookimpl(tryfirst=True)
-    def fedllm_sample(self, clients):
+    @hookimpl
+    def fedllm_check(self, ctx: RunContext) -> list[str] | None:
+        if ctx.dataset is None:
+            return None
+        try:
+            self._pick(ctx.dataset.client_ids)
+        except ConfigError as exc:
+            return [str(exc)]
+        return None
+
+    @hookimpl
+    def fedllm_sample(self, ctx: RunContext, cohort: str, clients: list[str],
+                      round: int) -> list[str]:
         return [self._pick(clients)]
 
     @hookimpl
-    def fedllm_aggregate(self, updates):
+    def fedllm_aggregate(self, ctx: RunContext, cohort: str, round: int, global_params: Params,
+                         updates: Iterator[ClientUpdate], state: dict[str, Any]) -> Params:
         (only,) = list(updates)
         return dict(only.params)
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from fedllm import Plugin, PluginConfig, hookimpl
+from fedllm import Plugin, PluginConfig, Sampler, hookimpl
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
 
 
 def reference_sample(clients: list[str], k: int, round: int, seed_offset: int = 0) -> list[str]:
@@ -24,7 +28,7 @@ class UniformConfig(PluginConfig):
         "(random.seed(round)), independent of the run seed.")
 
 
-class Uniform:
+class Uniform(Sampler):
     """Reference sampling (SPEC §2): seed with the round, ``sorted(random.sample(range(N), K))``
     over client positions; every client when N <= K."""
 
@@ -32,7 +36,8 @@ class Uniform:
         self.config = config
 
     @hookimpl
-    def fedllm_sample(self, ctx, clients, round):
+    def fedllm_sample(self, ctx: RunContext, cohort: str, clients: list[str],
+                      round: int) -> list[str]:
         return reference_sample(clients, ctx.config.clients_per_round, round,
                                 self.config.seed_offset)
 
@@ -41,12 +46,13 @@ class EveryoneConfig(PluginConfig):
     pass
 
 
-class Everyone:
+class Everyone(Sampler):
     def __init__(self, config: EveryoneConfig):
         self.config = config
 
     @hookimpl
-    def fedllm_sample(self, clients):
+    def fedllm_sample(self, ctx: RunContext, cohort: str, clients: list[str],
+                      round: int) -> list[str]:
         return list(clients)
 
 

@@ -17,11 +17,25 @@ Where the state lives:
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from fedllm import Plugin, PluginConfig, hookimpl
+from fedllm import (
+    Algorithm,
+    ClientInstruction,
+    ClientUpdate,
+    Plugin,
+    PluginConfig,
+    hookimpl,
+)
 from fedllm.aggregation import RunningMean
 from fedllm.errors import FedLLMError
+from fedllm.messages import Params
+
+if TYPE_CHECKING:
+    import torch
+
+    from fedllm.context import RunContext
 
 C_KEY = "scaffold_c"
 DC_KEY = "scaffold_dc"
@@ -41,7 +55,9 @@ class _Client:
         self.lr: float | None = None
 
 
-class Scaffold:
+class Scaffold(Algorithm):
+    uploads_extras = True  # c_k⁺ − c_k travels in update.extras
+
     def __init__(self, config: ScaffoldConfig):
         self.config = config
         self._clients: dict[tuple[str, int, str], _Client] = {}
@@ -51,11 +67,14 @@ class Scaffold:
     @staticmethod
     def server_c(global_params, state) -> dict[str, torch.Tensor]:
         """The cohort's c (zeros before the first aggregation)."""
+        import torch
+
         return {k: state[f"c/{k}"] if f"c/{k}" in state
                 else torch.zeros_like(v, dtype=torch.float32) for k, v in global_params.items()}
 
     @hookimpl
-    def fedllm_configure_client(self, instruction, state):
+    def fedllm_configure_client(self, ctx: RunContext, cohort: str, round: int,
+                                instruction: ClientInstruction, state: dict[str, Any]) -> None:
         instruction.extras[C_KEY] = self.server_c(instruction.params, state)
 
     def fold(self, global_params, updates, state, num_clients: int):
@@ -81,9 +100,9 @@ class Scaffold:
         return avg.result()
 
     @hookimpl
-    def fedllm_aggregate(self, ctx, cohort, global_params, updates, state):
-        n = len(ctx.extra.get("cohorts", {}).get(cohort) or ctx.dataset.clients)
-        return self.fold(global_params, updates, state, n)
+    def fedllm_aggregate(self, ctx: RunContext, cohort: str, round: int, global_params: Params,
+                         updates: Iterator[ClientUpdate], state: dict[str, Any]) -> Params:
+        return self.fold(global_params, updates, state, ctx.num_clients(cohort))
 
     # -- client ---------------------------------------------------------------------------
 
@@ -92,7 +111,10 @@ class Scaffold:
         return (instruction.cohort, instruction.round, instruction.client_id)
 
     @hookimpl
-    def fedllm_client_begin(self, ctx, instruction, params):
+    def fedllm_client_begin(self, ctx: RunContext, instruction: ClientInstruction,
+                            params: dict[str, torch.nn.Parameter]) -> None:
+        import torch
+
         c = instruction.extras.get(C_KEY)
         if c is None:
             raise FedLLMError("scaffold: the instruction carries no server control variate "
@@ -104,7 +126,10 @@ class Scaffold:
         self._clients[self._key(instruction)] = _Client(c_k, corr)
 
     @hookimpl
-    def fedllm_after_step(self, instruction, params, lr):
+    def fedllm_after_step(self, ctx: RunContext, instruction: ClientInstruction,
+                          params: dict[str, torch.nn.Parameter], lr: float) -> None:
+        import torch
+
         st = self._clients[self._key(instruction)]
         with torch.no_grad():
             for k, p in params.items():
@@ -113,7 +138,8 @@ class Scaffold:
         st.lr = lr
 
     @hookimpl
-    def fedllm_client_end(self, ctx, instruction, update):
+    def fedllm_client_end(self, ctx: RunContext, instruction: ClientInstruction,
+                          update: ClientUpdate) -> None:
         st = self._clients.pop(self._key(instruction), None)
         if st is None or st.steps == 0:
             raise FedLLMError("scaffold: the local update ran no optimizer steps through "

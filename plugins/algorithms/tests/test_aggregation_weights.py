@@ -1,6 +1,7 @@
-"""``fedllm_aggregation_weights``: an algorithm that declares it gives the same new global
-adapter when handed one update holding the declared weighted mean (what secure aggregation
-lets the server see) as when handed the individual updates; the others do not declare it."""
+"""The ``aggregation_weights`` capability: an algorithm that declares it gives the same new
+global adapter when handed one update holding the declared weighted mean (what secure
+aggregation lets the server see) as when handed the individual updates; the others do not
+declare it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from fedllm.messages import ClientUpdate
-from fedllm.plugins import load, make_manager, register
+from fedllm.testing import call, component
 
 ROUNDS = 3
 
@@ -29,11 +30,6 @@ def _mean(updates: list[ClientUpdate], weights: str) -> ClientUpdate:
                         params=params, members=[m for u in updates for m in u.clients()])
 
 
-def _hook(name: str, **cfg):
-    plugin = load("algorithm", name).plugin
-    pm = make_manager()
-    register(pm, "algorithm", name, plugin.build(plugin.Config(**cfg)))
-    return pm.hook
 
 
 @pytest.mark.parametrize("name,cfg", [
@@ -41,8 +37,8 @@ def _hook(name: str, **cfg):
     ("fedadagrad", {}), ("fedyogi", {}), ("fedadam", {}), ("fedadam", {"weighted": True}),
 ])
 def test_declared_weighted_mean_stands_for_the_updates(name, cfg):
-    per_client, pooled = _hook(name, **cfg), _hook(name, **cfg)
-    weights = per_client.fedllm_aggregation_weights(ctx=None)
+    per_client, pooled = component("algorithm", name, **cfg), component("algorithm", name, **cfg)
+    weights = per_client.cap("aggregation_weights")
     assert weights == ("samples" if name in ("fedavg", "fedprox", "fedavgm")
                        or cfg.get("weighted") else "uniform")
     theta_a = theta_b = {"w": torch.linspace(-1, 1, 6).reshape(2, 3)}
@@ -50,15 +46,14 @@ def test_declared_weighted_mean_stands_for_the_updates(name, cfg):
     state_b: dict = {}
     for r in range(ROUNDS):  # several rounds: server moments must evolve identically
         ups = _updates(r, theta_a)
-        theta_a = per_client.fedllm_aggregate(ctx=None, cohort="global", round=r,
-                                              global_params=theta_a, updates=iter(ups),
-                                              state=state_a)
-        theta_b = pooled.fedllm_aggregate(ctx=None, cohort="global", round=r,
-                                          global_params=theta_b,
-                                          updates=iter([_mean(ups, weights)]), state=state_b)
+        theta_a = call(per_client, "fedllm_aggregate", cohort="global", round=r,
+                       global_params=theta_a, updates=iter(ups), state=state_a)
+        theta_b = call(pooled, "fedllm_aggregate", cohort="global", round=r,
+                       global_params=theta_b, updates=iter([_mean(ups, weights)]),
+                       state=state_b)
         torch.testing.assert_close(theta_b["w"], theta_a["w"], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["scaffold", "local"])
 def test_algorithms_needing_individual_updates_do_not_declare_weights(name):
-    assert _hook(name).fedllm_aggregation_weights(ctx=None) is None
+    assert component("algorithm", name).cap("aggregation_weights") is None

@@ -11,13 +11,14 @@ import torch
 from fedllm.errors import FedLLMError
 from fedllm.messages import ClientInstruction, ClientUpdate
 from fedllm.state import ClientStateStore
+from fedllm.testing import call
 from fedllm_algorithms.scaffold import C_KEY, DC_KEY, Scaffold, ScaffoldConfig
 
 
 def instruction(theta, c, round=0, client="k"):
     ins = ClientInstruction(cohort="global", round=round, client_id=client,
                             params={"w": torch.tensor(theta)}, lr=0.1, seed=0)
-    Scaffold(ScaffoldConfig()).fedllm_configure_client(instruction=ins, state=c)
+    call(Scaffold(ScaffoldConfig()), "fedllm_configure_client", instruction=ins, state=c)
     return ins
 
 
@@ -30,15 +31,15 @@ def test_scaffold_client_round_trip(tmp_path):
     assert ins.extras[C_KEY]["w"].tolist() == [1.0, 2.0]
 
     p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
-    algo.fedllm_client_begin(ctx=ctx, instruction=ins, params={"w": p})
+    call(algo, "fedllm_client_begin", ctx=ctx, instruction=ins, params={"w": p})
     for lr in (0.1, 0.1):  # τ = 2 steps (the optimizer step itself is skipped here)
-        algo.fedllm_after_step(instruction=ins, params={"w": p}, lr=lr)
+        call(algo, "fedllm_after_step", instruction=ins, params={"w": p}, lr=lr)
     # θ ← θ − η (c − c_k) twice: c − c_k = [0.5, 1.5]
     assert torch.allclose(p.detach(), torch.tensor([1.0 - 2 * 0.05, 2.0 - 2 * 0.15]))
 
     theta_k = torch.tensor([0.6, 1.6])
     up = ClientUpdate(client_id="k", num_samples=3, params={"w": theta_k})
-    algo.fedllm_client_end(ctx=ctx, instruction=ins, update=up)
+    call(algo, "fedllm_client_end", ctx=ctx, instruction=ins, update=up)
     # c_k⁺ = c_k − c + (θ_t − θ_k) / (τ η) = [0.5 − 1 + 0.4/0.2, 0.5 − 2 + 0.4/0.2]
     want = torch.tensor([1.5, 0.5])
     assert torch.allclose(ctx.client_state.load("global", "k")["w"], want)
@@ -53,11 +54,11 @@ def test_scaffold_zero_variates_leave_training_untouched(tmp_path):
     ins = instruction([1.0, -1.0], {})  # round 0: c = 0 and no stored c_k
     p = torch.nn.Parameter(torch.tensor([0.3, 0.7]))
     before = p.detach().clone()
-    algo.fedllm_client_begin(ctx=ctx, instruction=ins, params={"w": p})
-    algo.fedllm_after_step(instruction=ins, params={"w": p}, lr=0.1)
+    call(algo, "fedllm_client_begin", ctx=ctx, instruction=ins, params={"w": p})
+    call(algo, "fedllm_after_step", instruction=ins, params={"w": p}, lr=0.1)
     assert torch.equal(p.detach(), before)  # exactly: SCAFFOLD's round 0 is FedAvg's
     up = ClientUpdate(client_id="k", num_samples=1, params={"w": p.detach().clone()})
-    algo.fedllm_client_end(ctx=ctx, instruction=ins, update=up)
+    call(algo, "fedllm_client_end", ctx=ctx, instruction=ins, update=up)
     # c_k⁺ = (θ_t − θ_k) / (1 · 0.1)
     assert torch.allclose(ctx.client_state.load("global", "k")["w"], torch.tensor([7.0, -17.0]))
 
@@ -66,8 +67,8 @@ def test_scaffold_without_steps_is_an_error(tmp_path):
     ctx = SimpleNamespace(client_state=ClientStateStore(tmp_path / "cs"))
     algo = Scaffold(ScaffoldConfig())
     ins = instruction([1.0], {})
-    algo.fedllm_client_begin(ctx=ctx, instruction=ins, params={"w": torch.nn.Parameter(
+    call(algo, "fedllm_client_begin", ctx=ctx, instruction=ins, params={"w": torch.nn.Parameter(
         torch.tensor([1.0]))})
     with pytest.raises(FedLLMError, match="no optimizer steps"):
-        algo.fedllm_client_end(ctx=ctx, instruction=ins, update=ClientUpdate(
+        call(algo, "fedllm_client_end", ctx=ctx, instruction=ins, update=ClientUpdate(
             client_id="k", num_samples=1, params={"w": torch.tensor([1.0])}))

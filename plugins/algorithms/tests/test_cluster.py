@@ -8,8 +8,13 @@ import pytest
 from pydantic import ValidationError
 
 from fedllm.errors import ConfigError, DataError
-from fedllm_algorithms.cluster import (LANGUAGE_FAMILIES, Cluster, ClusterConfig, SimLangConfig,
-                                       cohort_name)
+from fedllm_algorithms.cluster import (
+    LANGUAGE_FAMILIES,
+    Cluster,
+    ClusterConfig,
+    SimLangConfig,
+    cohort_name,
+)
 from fedllm_algorithms.samplers import reference_sample
 
 META = {

@@ -66,13 +66,14 @@ def test_samplers_installed():
 
 
 def test_local_picks_one_client_by_id_or_index():
+    from fedllm.testing import call
     from fedllm_algorithms.local import Local, LocalConfig
 
     clients = ["alice", "bob", "7"]
-    assert Local(LocalConfig(client=1)).fedllm_sample(clients=clients) == ["bob"]
-    assert Local(LocalConfig(client="7")).fedllm_sample(clients=clients) == ["7"]
+    assert call(Local(LocalConfig(client=1)), "fedllm_sample", clients=clients) == ["bob"]
+    assert call(Local(LocalConfig(client="7")), "fedllm_sample", clients=clients) == ["7"]
     with pytest.raises(ConfigError, match="algorithm.client: index 3 is out of range \\(0..2\\)"):
-        Local(LocalConfig(client=3)).fedllm_sample(clients=clients)
+        call(Local(LocalConfig(client=3)), "fedllm_sample", clients=clients)
     with pytest.raises(ConfigError, match="algorithm.client: 'carol' is not a client; clients "
                        "are alice, bob, 7"):
-        Local(LocalConfig(client="carol")).fedllm_sample(clients=clients)
+        call(Local(LocalConfig(client="carol")), "fedllm_sample", clients=clients)

@@ -101,7 +101,7 @@ def test_scaffold_round0_is_fedavg(runs):
     sampled = runs["scaffold"].history[0]["cohorts"]["global"]["sampled"]
     for cid in sampled:
         assert runs["scaffold"].ctx.client_state.load("global", cid) is not None
-    assert not runs["scaffold"].ctx.components["algorithm"][0]._clients
+    assert not runs["scaffold"].ctx.plugins.one("algorithm").obj._clients
 
 
 @pytest.mark.parametrize("algo", ["scaffold", "fedadam"])

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from fedllm.messages import ClientUpdate
-from fedllm.plugins import make_manager, register
+from fedllm.testing import call
 from fedllm_algorithms.fedadagrad import FedAdagrad, FedAdagradConfig
 from fedllm_algorithms.fedadam import FedAdam, FedAdamConfig
 from fedllm_algorithms.fedavg import FedAvg, FedAvgConfig
@@ -41,23 +41,16 @@ def updates_for(theta: list[float], round_updates, dc=None):
     return iter(out)  # an iterator, consumed once, as the engine hands it
 
 
-def hooks(algo):
-    """A plugin manager with ``algo`` registered, called the way the engine calls it."""
-    pm = make_manager()
-    register(pm, "algorithm", "under-test", algo)
-    return pm.hook
-
-
-def run_rule(algo, rounds=ROUNDS):
-    hook = hooks(algo)
+def run_rule(algo, rounds=ROUNDS, ctx=None):
+    """Drive ``algo``'s ``fedllm_aggregate`` the way the engine calls it (through pluggy)."""
     theta = list(THETA0)
     state: dict = {}
     history = []
     for r, ups in enumerate(rounds):
         glob = {"w": torch.tensor(theta)}
         before = glob["w"].clone()
-        new = hook.fedllm_aggregate(ctx=None, cohort="global", round=r, global_params=glob,
-                                    updates=updates_for(theta, ups), state=state)
+        new = call(algo, "fedllm_aggregate", ctx=ctx, cohort="global", round=r,
+                   global_params=glob, updates=updates_for(theta, ups), state=state)
         assert torch.equal(glob["w"], before), "global_params must not be mutated"
         theta = new["w"].tolist()
         history.append((theta, {k: v.clone() for k, v in state.items()}))
@@ -230,11 +223,11 @@ def test_fedprox_term_value_and_gradient():
     ins = ClientInstruction(cohort="global", round=0, client_id="a",
                             params={"w": torch.tensor([1.0, 2.0])}, lr=0.1, seed=0)
     p = torch.nn.Parameter(torch.tensor([2.0, 0.0]))
-    prox.fedllm_client_begin(instruction=ins, params={"w": p})
-    term = prox.fedllm_loss_terms(instruction=ins, params={"w": p})
+    call(prox, "fedllm_client_begin", instruction=ins, params={"w": p})
+    term = call(prox, "fedllm_loss_terms", instruction=ins, params={"w": p})
     # μ/2 ‖θ − θ_t‖² = 0.25 · (1 + 4)
     assert math.isclose(float(term.detach()), 1.25)
     term.backward()
     assert p.grad.tolist() == [0.5 * 1.0, 0.5 * -2.0]  # μ (θ − θ_t)
-    prox.fedllm_client_end(instruction=ins)
+    call(prox, "fedllm_client_end", instruction=ins)
     assert not prox._anchor

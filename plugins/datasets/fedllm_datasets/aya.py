@@ -6,13 +6,22 @@ metadata carries its language (the annotator's most frequent one).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field, field_validator
 
 from fedllm import Plugin, hookimpl
 from fedllm.data import CLIENT
 from fedllm.errors import DataError
 
-from .common import SourceConfig, cached_build, finish, load_source, require_columns
+from .common import (
+    SourceConfig,
+    SourceDataset,
+    cached_build,
+    finish,
+    load_source,
+    require_columns,
+)
 
 #: ISO 639-1 aliases -> Aya's ``language_code`` (ISO 639-3) for the paper's and common languages.
 ALIASES = {"en": "eng", "es": "spa", "fr": "fra", "ru": "rus", "pt": "por", "zh": "zho",
@@ -30,6 +39,11 @@ CODES = set(ALIASES.values()) | {"ary", "ars", "acq", "arz", "ajp", "apc", "aeb"
                                  "zho", "nyn", "emk", "bam", "lug", "twi", "ewe", "fon", "dyu",
                                  "tir", "orm"}
 PAPER_LANGUAGES = ["eng", "spa", "fra", "rus", "por", "zho", "arb", "tel"]
+
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
+    from fedllm.data import FederatedDataset
 
 
 class AyaConfig(SourceConfig):
@@ -57,7 +71,7 @@ class AyaConfig(SourceConfig):
         return sorted(set(out), key=out.index)
 
 
-class FedAya:
+class FedAya(SourceDataset):
     def __init__(self, config: AyaConfig):
         self.config = config
 
@@ -81,7 +95,7 @@ class FedAya:
                       info={"task": "sft", "languages_absent": absent})
 
     @hookimpl
-    def fedllm_load_dataset(self, ctx):
+    def fedllm_load_dataset(self, ctx: RunContext) -> FederatedDataset:
         return cached_build("fed-aya", self.config, self.build)
 
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from fedllm import Plugin, PluginConfig, hookimpl
+from fedllm import Dataset, Plugin, PluginConfig, hookimpl
 from fedllm.data import from_client_samples
 from fedllm.errors import DataError
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
+    from fedllm.data import FederatedDataset
 
 
 class BenchJsonConfig(PluginConfig):
@@ -42,12 +47,19 @@ def load_client_json(path: str) -> dict:
     return data
 
 
-class BenchJson:
+class BenchJson(Dataset):
     def __init__(self, config: BenchJsonConfig):
         self.config = config
 
     @hookimpl
-    def fedllm_load_dataset(self, ctx):
+    def fedllm_check(self, ctx: RunContext) -> list[str] | None:
+        if not Path(self.config.path).is_file():
+            return [f"dataset.path: {self.config.path!r} does not exist (the release's JSON "
+                    "file {client_id: [samples]})"]
+        return None
+
+    @hookimpl
+    def fedllm_load_dataset(self, ctx: RunContext) -> FederatedDataset:
         c = self.config
         data = load_client_json(c.path)
         if c.columns:

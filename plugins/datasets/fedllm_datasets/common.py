@@ -14,17 +14,23 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
-import datasets
-import numpy as np
 from pydantic import Field
 
-from fedllm import PluginConfig
+from fedllm import Dataset, PluginConfig, hookimpl, lazy
 from fedllm.data import CLIENT, FederatedDataset, fingerprint
 from fedllm.errors import ConfigError, DataError
 from fedllm.paths import fedllm_home
+
+if TYPE_CHECKING:
+    import datasets
+    import numpy as np
+else:
+    datasets = lazy.module('datasets')
+    np = lazy.module('numpy')
 
 #: Bump when a builder's output for the same source + config changes.
 CACHE_VERSION = "v1"
@@ -47,6 +53,29 @@ class SourceConfig(PluginConfig):
                       "shuffles): the same seed builds the same dataset.")
     cache: bool = Field(True, description="Cache the built dataset under $FEDLLM_HOME/datasets "
                         "and reuse it when source and config are unchanged.")
+
+
+def source_problem(source: str, field: str = "dataset.source") -> str | None:
+    """What is wrong with a source before anything loads: a local path that does not exist,
+    or (offline) a hub id that is not in the local datasets cache."""
+    p = Path(source).expanduser()
+    if p.exists():
+        return None
+    if source.startswith((".", "/", "~")) or p.suffix.lower() in _EXT_BUILDER:
+        return (f"{field}: {source!r} does not exist (a local file or directory, or a Hugging "
+                "Face dataset id)")
+    return None
+
+
+class SourceDataset(Dataset):
+    """Base of the datasets built from a raw source (``config.source``)."""
+
+    config: SourceConfig
+
+    @hookimpl
+    def fedllm_check(self, ctx) -> list[str] | None:
+        problem = source_problem(self.config.source)
+        return [problem] if problem else None
 
 
 def _local_files(path: Path) -> list[Path]:

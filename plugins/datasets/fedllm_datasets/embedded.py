@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from fedllm import Plugin, PluginConfig, hookimpl
+from fedllm import Dataset, Plugin, PluginConfig, hookimpl
 from fedllm.data import from_client_samples
 from fedllm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
+    from fedllm.data import FederatedDataset
 
 
 class EmbeddedConfig(PluginConfig):
@@ -28,12 +33,12 @@ def raw() -> dict:
     return json.loads(text)
 
 
-class Embedded:
+class Embedded(Dataset):
     def __init__(self, config: EmbeddedConfig):
         self.config = config
 
     @hookimpl
-    def fedllm_load_dataset(self, ctx):
+    def fedllm_load_dataset(self, ctx: RunContext) -> FederatedDataset:
         c = self.config
         blob = raw()
         data, meta = blob["data"], blob["clients"]

@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
 from fedllm import Plugin, hookimpl
 
 from .arena import ArenaConfig, votes
-from .common import cached_build, finish
+from .common import SourceDataset, cached_build, finish
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
+    from fedllm.data import FederatedDataset
 
 
 class ChatbotITConfig(ArenaConfig):
@@ -16,7 +22,7 @@ class ChatbotITConfig(ArenaConfig):
                              "decisive votes.")
 
 
-class FedChatbotIT:
+class FedChatbotIT(SourceDataset):
     def __init__(self, config: ChatbotITConfig):
         self.config = config
 
@@ -29,7 +35,7 @@ class FedChatbotIT:
                       info={"task": "sft", **info})
 
     @hookimpl
-    def fedllm_load_dataset(self, ctx):
+    def fedllm_load_dataset(self, ctx: RunContext) -> FederatedDataset:
         return cached_build("fed-chatbotit", self.config, self.build)
 
 

@@ -4,12 +4,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
 from fedllm import Plugin, hookimpl
 
 from .arena import ArenaConfig, votes
-from .common import cached_build, finish
+from .common import SourceDataset, cached_build, finish
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
+    from fedllm.data import FederatedDataset
 
 
 class ChatbotPAConfig(ArenaConfig):
@@ -17,7 +23,7 @@ class ChatbotPAConfig(ArenaConfig):
                              "preference pairs.")
 
 
-class FedChatbotPA:
+class FedChatbotPA(SourceDataset):
     def __init__(self, config: ChatbotPAConfig):
         self.config = config
 
@@ -29,7 +35,7 @@ class FedChatbotPA:
                       info={"task": "dpo", **info})
 
     @hookimpl
-    def fedllm_load_dataset(self, ctx):
+    def fedllm_load_dataset(self, ctx: RunContext) -> FederatedDataset:
         return cached_build("fed-chatbotpa", self.config, self.build)
 
 

@@ -8,21 +8,37 @@ The OpenFedLLM / FS-LLM datasets (``presets.py``) are this component with other 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import datasets
 from pydantic import Field, model_validator
 
-from fedllm import Plugin, hookimpl
+from fedllm import Plugin, hookimpl, lazy
 from fedllm.data import CLIENT
 from fedllm.errors import DataError
 
-from .common import SourceConfig, cached_build, finish, load_source, require_columns
+from .common import (
+    SourceConfig,
+    SourceDataset,
+    cached_build,
+    finish,
+    load_source,
+    require_columns,
+)
+
+if TYPE_CHECKING:
+    import datasets
+else:
+    datasets = lazy.module('datasets')
 
 #: Task fields each sample format needs (``input`` is optional for SFT).
 FORMATS = {"sft": ["instruction", "response"], "preference": ["prompt", "chosen", "rejected"],
            "messages": ["messages"]}
 OPTIONAL = {"sft": ["input"], "preference": [], "messages": []}
+
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
+    from fedllm.data import FederatedDataset
 
 
 class HfConfig(SourceConfig):
@@ -120,8 +136,11 @@ CONVERSIONS = {"hh-rlhf": (_hh_rlhf, ["chosen", "rejected"], True),
 
 
 def _partitioner(c: HfConfig):
-    from flwr_datasets.partitioner import (DirichletPartitioner, IidPartitioner,
-                                           NaturalIdPartitioner)
+    from flwr_datasets.partitioner import (
+        DirichletPartitioner,
+        IidPartitioner,
+        NaturalIdPartitioner,
+    )
 
     if c.partitioner == "iid":
         return IidPartitioner(num_partitions=c.num_clients)
@@ -157,7 +176,7 @@ def partition(ds: datasets.Dataset, c: HfConfig) -> datasets.Dataset:
          if len(part)])
 
 
-class Hf:
+class Hf(SourceDataset):
     name = "hf"
 
     def __init__(self, config: HfConfig):
@@ -193,7 +212,7 @@ class Hf:
                             "source_rows": before})
 
     @hookimpl
-    def fedllm_load_dataset(self, ctx):
+    def fedllm_load_dataset(self, ctx: RunContext) -> FederatedDataset:
         return cached_build(self.name, self.config, self.build)
 
 

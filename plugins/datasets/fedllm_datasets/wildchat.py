@@ -8,12 +8,25 @@ clients but does not document its rule, so its threshold and minimum turns are f
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field, model_validator
 
 from fedllm import Plugin, hookimpl
 from fedllm.data import CLIENT
 
-from .common import SourceConfig, cached_build, finish, load_source, require_columns
+from .common import (
+    SourceConfig,
+    SourceDataset,
+    cached_build,
+    finish,
+    load_source,
+    require_columns,
+)
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
+    from fedllm.data import FederatedDataset
 
 
 class WildChatConfig(SourceConfig):
@@ -64,7 +77,7 @@ def _rows(multi: bool, min_turns: int):
     return fn
 
 
-class FedWildChat:
+class FedWildChat(SourceDataset):
     def __init__(self, config: WildChatConfig):
         self.config = config
 
@@ -85,7 +98,7 @@ class FedWildChat:
                             "conversations": before, "after_turn_filter": len(ds)})
 
     @hookimpl
-    def fedllm_load_dataset(self, ctx):
+    def fedllm_load_dataset(self, ctx: RunContext) -> FederatedDataset:
         return cached_build("fed-wildchat", self.config, self.build)
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from fedllm.config import resolve
 from fedllm.errors import ConfigError, DataError
+from fedllm.plugins import build as build_component
+from fedllm.testing import call
 
 FIX = Path(__file__).parent / "fixtures"
 ARENA = str(FIX / "arena.jsonl")
@@ -18,7 +20,7 @@ def build(name: str, **cfg):
     """Resolve ``dataset: {name, **cfg}`` like a run and call the dataset hook."""
     resolved = resolve({"dataset": {"name": name, **cfg}})
     info, config = resolved.one("dataset")
-    return info.plugin.build(config).fedllm_load_dataset(ctx=None)
+    return call(build_component(info, config), "fedllm_load_dataset")
 
 
 def rows(ds):

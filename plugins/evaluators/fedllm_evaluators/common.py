@@ -14,11 +14,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from fedllm import PluginConfig
-from fedllm.errors import DataError
+from fedllm import Evaluator, PluginConfig, hookimpl
+from fedllm.errors import DataError, FedLLMError
 from fedllm.paths import atomic_write_json
 from fedllm_judges.base import load_judge, validate_judge_spec
-
 
 # --------------------------------------------------------------------------- data
 
@@ -141,8 +140,10 @@ def summarize(ratings: list[list[float | None]], groups: list[str] | None,
     return out
 
 
-class JudgedBase:
+class JudgedBase(Evaluator):
     """Judge lifecycle for evaluators that grade answers with a judge LLM."""
+
+    needs_data = False
 
     def __init__(self, config):
         self.config = config
@@ -154,6 +155,20 @@ class JudgedBase:
             self._judge = load_judge(self.config.judge)
         return self._judge
 
+    def problems(self, ctx) -> list[str]:
+        """This evaluator's own checks (files it needs); the judge's preflight follows."""
+        return []
+
+    @hookimpl
+    def fedllm_check(self, ctx) -> list[str] | None:
+        found = self.problems(ctx)
+        if not found and self.judge is not None:
+            try:
+                self.judge.preflight(ctx)
+            except FedLLMError as exc:
+                found.append(f"{self.name}.judge: {exc}")
+        return found or None
+
     def judge_record(self, prompt_version: str) -> dict[str, Any]:
         j = self.judge
         return {"identity": j.identity(), "repeats": self.config.judge_repeats,
@@ -161,16 +176,14 @@ class JudgedBase:
                 "calls": j.stats["calls"], "cached": j.stats["cached"]} if j else {}
 
 
-def report_path(ctx, name: str, cohort: str) -> Path | None:
-    if ctx.run_dir is None:
-        return None
-    base = Path(ctx.run_dir) / "eval"
-    return base / f"{name}.json" if cohort == "global" else base / cohort / f"{name}.json"
+def report_path(ctx, name: str, cohort: str, round: int | None) -> Path | None:
+    return ctx.eval_path(name, cohort, round)
 
 
-def write_report(ctx, name: str, cohort: str, round: int, payload: dict[str, Any]) -> None:
-    """``eval/<evaluator>.json``: every answer, every judgment and the scores (atomic)."""
-    path = report_path(ctx, name, cohort)
+def write_report(ctx, name: str, cohort: str, round: int | None,
+                 payload: dict[str, Any]) -> None:
+    """``eval/<evaluator>/round-N.json``: every answer, every judgment and the scores (atomic)."""
+    path = report_path(ctx, name, cohort, round)
     if path is not None:
         atomic_write_json(path, {"evaluator": name, "cohort": cohort, "round": round,
                                  "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -7,9 +7,15 @@ text already starts with it, as a chat template's does).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from fedllm import lazy
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy.module('torch')
+
 
 
 def _tokenize(tok, texts: list[str], max_len: int) -> list[list[int]]:
@@ -21,7 +27,7 @@ def _tokenize(tok, texts: list[str], max_len: int) -> list[list[int]]:
     return out
 
 
-@torch.no_grad()
+@lazy.no_grad
 def generate_texts(model, tok, texts: list[str], *, max_new_tokens: int = 256,
                    batch_size: int = 8, temperature: float = 0.0, top_p: float = 1.0,
                    seed: int = 0) -> list[str]:
@@ -67,7 +73,7 @@ def render_prompts(ctx, conversations: list[list[dict[str, str]]]) -> list[str]:
     """The training template applied to each conversation (ending with a user turn)."""
     out = []
     for messages in conversations:
-        text = ctx.hook.fedllm_prompt(ctx=ctx, messages=messages)
+        text = ctx.call("fedllm_prompt", messages=messages)
         if text is None:
             raise RuntimeError("the task implements no fedllm_prompt; generation evaluators "
                                "need one to apply the training template")

@@ -6,12 +6,18 @@ Uses the task's own collation and loss, so it measures exactly what training opt
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
-import torch
-from accelerate.utils import send_to_device
 from pydantic import Field
 
-from fedllm import Plugin, PluginConfig, hookimpl
+from fedllm import Evaluator, Plugin, PluginConfig, hookimpl, lazy
+
+if TYPE_CHECKING:
+    import torch
+
+    from fedllm.context import RunContext
+else:
+    torch = lazy.module('torch')
 
 
 class HeldoutLossConfig(PluginConfig):
@@ -21,16 +27,19 @@ class HeldoutLossConfig(PluginConfig):
     per_client: bool = Field(True, description="Also report each client's loss.")
 
 
-class HeldoutLoss:
+class HeldoutLoss(Evaluator):
     def __init__(self, config: HeldoutLossConfig):
         self.config = config
 
     @hookimpl
-    def fedllm_evaluate(self, ctx, model, cohort, round):
+    def fedllm_evaluate(self, ctx: RunContext, model: Any, cohort: str,
+                        round: int | None) -> dict[str, Any] | None:
+        from accelerate.utils import send_to_device
+
         rows = ctx.rows.get("heldout")
         if not rows:
             return {"error": "the dataset has no held-out split (set dataset.heldout)"}
-        members = set(ctx.extra.get("cohorts", {}).get(cohort, rows))
+        members = set(ctx.cohorts.get(cohort, rows))
         total = weight = 0.0
         per: dict[str, float] = {}
         with torch.no_grad():
@@ -42,9 +51,9 @@ class HeldoutLoss:
                 c_loss = c_n = 0.0
                 for i in range(0, len(examples), self.config.batch_size):
                     chunk = examples[i:i + self.config.batch_size]
-                    batch = send_to_device(ctx.hook.fedllm_collate(ctx=ctx, examples=chunk),
+                    batch = send_to_device(ctx.call("fedllm_collate", examples=chunk),
                                            ctx.device)
-                    loss, _ = ctx.hook.fedllm_loss(ctx=ctx, model=model, batch=batch)
+                    loss, _ = ctx.call("fedllm_loss", model=model, batch=batch)
                     c_loss += float(loss) * len(chunk)
                     c_n += len(chunk)
                 per[cid] = c_loss / c_n

@@ -4,17 +4,24 @@ the sandbox (``sandbox.py``); pass@k with the unbiased estimator of Chen et al. 
 from __future__ import annotations
 
 import re
+import secrets
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import Field, model_validator
 
-from fedllm import Plugin, hookimpl
+from fedllm import Evaluator, Plugin, hookimpl, lazy
 
 from .common import GenerationFields, first_of, load_rows, write_report
 from .generation import generate_texts, render_prompts
-from .sandbox import network_isolation, run_program
+from .sandbox import isolation, run_program
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from fedllm.context import RunContext
+else:
+    np = lazy.module('numpy')
 
 STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 INSTRUCTION = "Complete the following Python function. Reply with the code only.\n\n" \
@@ -35,8 +42,10 @@ class HumanEvalConfig(GenerationFields):
     timeout: float = Field(10.0, gt=0, description="Wall-clock seconds per program.")
     memory_mb: int = Field(2048, ge=64, description="Address-space limit per program.")
     workers: int = Field(4, ge=1, description="Programs run at once.")
-    network_namespace: bool = Field(True, description="Run programs in an empty network "
-                                    "namespace (unshare) when possible.")
+    unsafe_allow_unisolated_execution: bool = Field(
+        False, description="Run the generated code even where the kernel cannot isolate it "
+        "(no bubblewrap, no user namespaces): then only rlimits and an audit hook stand "
+        "between it and this machine. Leave it false.")
 
     @model_validator(mode="after")
     def _sampling(self) -> "HumanEvalConfig":
@@ -65,14 +74,23 @@ def extract_code(text: str, style: str) -> str:
     return text
 
 
-def build_program(problem: dict, completion: str) -> str:
+def build_program(problem: dict, completion: str, nonce: str = "") -> str:
+    """The program a sandbox runs: prompt + completion + the problem's tests. With a ``nonce``,
+    the program prints it after ``check()`` returned: a completion that exits early (``sys.exit
+    (0)`` before the tests) then cannot pass."""
     # The prompt ends with a signature + docstring (a valid body on its own), so a completion
     # may continue that body or redefine the whole function; both run.
+    tail = f"print({nonce!r})\n" if nonce else ""
     return (problem["prompt"] + completion + "\n\n" + problem["test"] + "\n\n"
-            f"check({problem['entry_point']})\n")
+            f"check({problem['entry_point']})\n" + tail)
 
 
-class HumanEval:
+def passed(result, nonce: str) -> bool:
+    """A program passes when it exits 0 within its time and its tests ran to the end."""
+    return result.passed and nonce in result.stdout
+
+
+class HumanEval(Evaluator):
     name = "humaneval"
     needs_data = False
 
@@ -80,7 +98,19 @@ class HumanEval:
         self.config = config
 
     @hookimpl
-    def fedllm_evaluate(self, ctx, model, cohort, round):
+    def fedllm_check(self, ctx: RunContext) -> list[str] | None:
+        """Refuse, before the run starts, to execute generated code where it cannot be
+        isolated (unless explicitly allowed)."""
+        iso = isolation()
+        if iso.isolated or self.config.unsafe_allow_unisolated_execution:
+            return None
+        return [f"humaneval: cannot isolate generated code here ({iso.detail}); install "
+                "bubblewrap or enable user namespaces, or set humaneval."
+                "unsafe_allow_unisolated_execution: true knowing the risk"]
+
+    @hookimpl
+    def fedllm_evaluate(self, ctx: RunContext, model: Any, cohort: str,
+                        round: int | None) -> dict[str, Any] | None:
         c = self.config
         rows = load_rows(c.path, field="humaneval.path", split=c.split)
         rows = rows[: c.max_samples] if c.max_samples else rows
@@ -99,12 +129,16 @@ class HumanEval:
         n = len(rows)
         jobs = [(i % n, extract_code(g, c.prompt_style)) for i, g in enumerate(gens)]
         deny = [ctx.run_dir] if ctx.run_dir else []
+        nonce = secrets.token_hex(16)
 
         def run(job):
             i, code = job
-            return run_program(build_program(rows[i], code), timeout=c.timeout,
-                               memory_mb=c.memory_mb, deny=deny,
-                               network_namespace=c.network_namespace)
+            res = run_program(build_program(rows[i], code, nonce), timeout=c.timeout,
+                              memory_mb=c.memory_mb, deny=deny,
+                              allow_unisolated=c.unsafe_allow_unisolated_execution)
+            if res.status == "passed" and not passed(res, nonce):
+                res.status = "failed"  # exited 0 without running the tests to the end
+            return res
 
         with ThreadPoolExecutor(c.workers) as pool:
             results = list(pool.map(run, jobs))
@@ -119,11 +153,9 @@ class HumanEval:
                 scores[f"pass@{k}"] = float(np.mean([pass_at_k(c.n_samples, x, k)
                                                      for x in correct])) if n else None
         scores["timeouts"] = sum(s["status"] == "timeout" for p in per for s in p)
-        isolation = "network namespace (" + " ".join(network_isolation()) + ") + audit hook" \
-            if c.network_namespace and network_isolation() else "audit hook"
         write_report(ctx, self.name, cohort, round, {
-            "scores": scores, "sandbox": {"network": isolation, "timeout": c.timeout,
-                                          "memory_mb": c.memory_mb},
+            "scores": scores, "sandbox": {"isolation": isolation().describe(),
+                                          "timeout": c.timeout, "memory_mb": c.memory_mb},
             "items": [{"task_id": r.get("task_id"), "samples": s} for r, s in zip(rows, per)]})
         return scores
 

@@ -7,15 +7,21 @@ continuation (`` A`` … `` D``) the model finds most likely. Nothing is generat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from pydantic import Field, field_validator
 
-from fedllm import Plugin, PluginConfig, hookimpl
+from fedllm import Evaluator, Plugin, PluginConfig, hookimpl, lazy
 from fedllm.errors import DataError
 
 from .common import load_rows, write_report
+
+if TYPE_CHECKING:
+    import torch
+
+    from fedllm.context import RunContext
+else:
+    torch = lazy.module('torch')
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -65,7 +71,7 @@ def header(subject: str) -> str:
            f"{subject.replace('_', ' ')}.\n\n"
 
 
-@torch.no_grad()
+@lazy.no_grad
 def continuation_logprobs(model, tok, prompts: list[str], conts: list[list[str]],
                           batch_size: int = 8) -> list[list[float]]:
     """log P(cont | prompt) for each prompt and each of its continuations.
@@ -119,7 +125,7 @@ def continuation_logprobs(model, tok, prompts: list[str], conts: list[list[str]]
     return out
 
 
-class MMLU:
+class MMLU(Evaluator):
     name = "mmlu"
     needs_data = False
 
@@ -143,7 +149,8 @@ class MMLU:
         return by
 
     @hookimpl
-    def fedllm_evaluate(self, ctx, model, cohort, round):
+    def fedllm_evaluate(self, ctx: RunContext, model: Any, cohort: str,
+                        round: int | None) -> dict[str, Any] | None:
         c = self.config
         rows = load_rows(c.path, field="mmlu.path", split=c.split, subset=c.subset)
         rows = rows[: c.max_samples] if c.max_samples else rows
@@ -162,8 +169,8 @@ class MMLU:
                                                  for x in shots)
                 text += format_example(r, "mmlu.path", False)
                 if c.use_template:
-                    text = ctx.hook.fedllm_prompt(ctx=ctx, messages=[
-                        {"role": "user", "content": text}])
+                    text = ctx.call("fedllm_prompt", messages=[{"role": "user",
+                                                                "content": text}])
                 prompts.append(text)
                 conts.append([f" {LETTERS[i]}" for i in range(len(r["choices"]))])
             lls = continuation_logprobs(model, ctx.tokenizer, prompts, conts, c.batch_size)

@@ -7,15 +7,25 @@ Reports MT-1, MT-2, their mean (over all judgments, as FastChat does) and the sa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from fedllm import Plugin, hookimpl
 from fedllm.errors import ConfigError, DataError
 
-from .common import JudgedBase, JudgedFields, first_of, load_rows, summarize, write_report
+from .common import (
+    JudgedBase,
+    JudgedFields,
+    first_of,
+    load_rows,
+    summarize,
+    write_report,
+)
 from .generation import generate_answers
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
 
 NEED_REF = ("math", "reasoning", "coding")
 
@@ -54,11 +64,24 @@ class MTBench(JudgedBase):
 
     def __init__(self, config: MTBenchConfig):
         super().__init__(config)
-        if not config.judge:
-            raise ConfigError("mt-bench.judge: MT-Bench needs a judge (e.g. {name: "
-                              "openai-compatible, model: gpt-4}); got null")
-        # read now, so a missing file fails before training or generation starts
-        self.prompts = load_judge_prompts(config.judge_prompts, "mt-bench.judge_prompts")
+        self._prompts: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def prompts(self) -> dict[str, dict[str, Any]]:
+        if self._prompts is None:
+            self._prompts = load_judge_prompts(self.config.judge_prompts,
+                                               "mt-bench.judge_prompts")
+        return self._prompts
+
+    def problems(self, ctx) -> list[str]:
+        if not self.config.judge:
+            return ["mt-bench.judge: MT-Bench needs a judge (e.g. {name: openai-compatible, "
+                    "model: gpt-4}); got null"]
+        try:  # read now, so a missing file fails before training or generation starts
+            self.prompts
+        except (ConfigError, DataError) as exc:
+            return [str(exc)]
+        return []
 
     def _load(self):
         c = self.config
@@ -88,7 +111,8 @@ class MTBench(JudgedBase):
         return items
 
     @hookimpl
-    def fedllm_evaluate(self, ctx, model, cohort, round):
+    def fedllm_evaluate(self, ctx: RunContext, model: Any, cohort: str,
+                        round: int | None) -> dict[str, Any] | None:
         c = self.config
         prompts = self.prompts
         items = self._load()

@@ -6,15 +6,20 @@ request, factually and semantically sound, fluent. Multilingual data is scored p
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from fedllm import Plugin, hookimpl
-from fedllm.errors import ConfigError, DataError
+from fedllm.errors import DataError
 
 from .common import JudgedBase, JudgedFields, load_rows, summarize, write_report
 from .generation import generate_answers
 from .mt_bench import _gen
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
+
 
 SYSTEM = "You are a helpful assistant."
 CRITERIA = (
@@ -49,9 +54,16 @@ class RefJudge(JudgedBase):
 
     def __init__(self, config: RefJudgeConfig):
         super().__init__(config)
-        if not config.judge:
-            raise ConfigError("ref-judge.judge: Ref-GPT4 needs a judge; got null")
         self.needs_data = config.source == "heldout"
+
+    def problems(self, ctx) -> list[str]:
+        if not self.config.judge:
+            return ["ref-judge.judge: Ref-GPT4 needs a judge; got null"]
+        ds = ctx.dataset
+        if self.needs_data and ds is not None and (ds.heldout is None or len(ds.heldout) == 0):
+            return ["ref-judge.source: 'heldout' but the dataset has no held-out split (set "
+                    "dataset.heldout, or give a test-set path)"]
+        return []
 
     def _rows(self, ctx) -> list[dict]:
         c = self.config
@@ -77,7 +89,8 @@ class RefJudge(JudgedBase):
         return picked[: c.max_samples] if c.max_samples else picked
 
     @hookimpl
-    def fedllm_evaluate(self, ctx, model, cohort, round):
+    def fedllm_evaluate(self, ctx: RunContext, model: Any, cohort: str,
+                        round: int | None) -> dict[str, Any] | None:
         c = self.config
         rows = self._rows(ctx)
         qs = []

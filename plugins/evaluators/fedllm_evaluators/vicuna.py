@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from pydantic import Field
 
 from fedllm import Plugin, hookimpl
-from fedllm.errors import ConfigError
+from fedllm.errors import ConfigError, DataError
 
-from .common import JudgedBase, JudgedFields, first_of, load_rows, summarize, write_report
+from .common import (
+    JudgedBase,
+    JudgedFields,
+    first_of,
+    load_rows,
+    summarize,
+    write_report,
+)
 from .generation import generate_answers
 from .mt_bench import _gen, load_judge_prompts, need
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
+
 
 
 class VicunaConfig(JudgedFields):
@@ -27,16 +40,32 @@ class Vicuna(JudgedBase):
 
     def __init__(self, config: VicunaConfig):
         super().__init__(config)
-        if not config.judge:
-            raise ConfigError("vicuna.judge: the Vicuna bench needs a judge; got null")
-        if not config.questions:
-            raise ConfigError("vicuna.questions: the path (or HF id) of the Vicuna bench "
-                              "question.jsonl is required")
-        self.prompt = need(load_judge_prompts(config.judge_prompts, "vicuna.judge_prompts"),
-                           "single-v1", "vicuna.judge_prompts")
+        self._prompt: dict[str, Any] | None = None
+
+    @property
+    def prompt(self) -> dict[str, Any]:
+        if self._prompt is None:
+            self._prompt = need(load_judge_prompts(self.config.judge_prompts,
+                                                   "vicuna.judge_prompts"),
+                                "single-v1", "vicuna.judge_prompts")
+        return self._prompt
+
+    def problems(self, ctx) -> list[str]:
+        out = []
+        if not self.config.judge:
+            out.append("vicuna.judge: the Vicuna bench needs a judge; got null")
+        if not self.config.questions:
+            out.append("vicuna.questions: the path (or HF id) of the Vicuna bench "
+                       "question.jsonl is required")
+        try:
+            self.prompt
+        except (ConfigError, DataError) as exc:
+            out.append(str(exc))
+        return out
 
     @hookimpl
-    def fedllm_evaluate(self, ctx, model, cohort, round):
+    def fedllm_evaluate(self, ctx: RunContext, model: Any, cohort: str,
+                        round: int | None) -> dict[str, Any] | None:
         c = self.config
         prompt = self.prompt
         rows = load_rows(c.questions, field="vicuna.questions", split=c.split)

@@ -1,8 +1,9 @@
 """What every judge shares: the rating parser, the on-disk judgment cache and repeats.
 
-A judge turns ``(system, user)`` prompts into texts; the cache is keyed by sha256 of the judge's
-identity (kind, model, settings), the prompt version and the prompt itself, so a re-run pays for
-nothing already graded and an interrupted evaluation resumes where it stopped.
+A judge component turns ``(system, user, repeat)`` prompts into texts (``fedllm_judge``); the
+:class:`Grader` evaluators use wraps it with a cache keyed by sha256 of the judge's identity
+(kind, model, settings), the prompt version and the prompt itself, so a re-run pays for nothing
+already graded and an interrupted evaluation resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from fedllm import Judge
+from fedllm.errors import FedLLMError
 from fedllm.paths import atomic_write_json, fedllm_home
+
+if TYPE_CHECKING:
+    from fedllm.plugins import RunComponent
 
 # MT-Bench's own patterns: "[[7]]" first, then a single-bracket "[7]" as a fallback.
 _RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
@@ -56,34 +61,40 @@ class JudgmentCache:
         atomic_write_json(self._path(key), value)
 
 
-class Judge:
-    """Base class: subclasses set ``config`` and implement ``identity`` and ``complete``."""
-
-    kind = "judge"
-    #: how many prompts ``complete_many`` may run at once
-    concurrency = 1
+class JudgeBase(Judge):
+    """Base of this package's judges: their config carries the judgment cache location."""
 
     def __init__(self, config):
         self.config = config
-        root = getattr(config, "cache_dir", None)
+
+
+class Grader:
+    """Grades prompts with a judge component, through the on-disk judgment cache; repeats,
+    chunking (an interrupted evaluation keeps what was paid for) and the rating parser."""
+
+    def __init__(self, judge: RunComponent):
+        self.judge = judge
+        root = getattr(judge.config, "cache_dir", None)
         self.cache = JudgmentCache(Path(root) if root else fedllm_home() / "judge-cache")
         self.stats = {"calls": 0, "cached": 0}
+        self._identity: dict[str, Any] | None = None
+        self._ready = False
 
     def identity(self) -> dict[str, Any]:
         """Judge name, model and every setting that changes its output (recorded with scores)."""
-        raise NotImplementedError
+        if self._identity is None:
+            self._identity = self.judge.call("fedllm_judge_identity") or {}
+        return self._identity
 
-    def preflight(self) -> None:
-        """Fail fast (bad key, unreachable endpoint, missing model) before generation."""
-
-    def complete(self, system: str, user: str, repeat: int) -> str:
-        raise NotImplementedError
-
-    def complete_many(self, prompts: list[tuple[str, str, int]]) -> list[str]:
-        if self.concurrency <= 1 or len(prompts) <= 1:
-            return [self.complete(*p) for p in prompts]
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(lambda p: self.complete(*p), prompts))
+    def preflight(self, ctx=None) -> None:
+        """Fail fast (bad key, unreachable endpoint, missing model) before generation; once
+        per grader (the run's checks and the evaluation share it)."""
+        if self._ready:
+            return
+        problems = self.judge.call("fedllm_check", ctx=ctx) or []
+        if problems:
+            raise FedLLMError("; ".join(problems))
+        self._ready = True
 
     def key(self, system: str, user: str, repeat: int, prompt_version: str) -> str:
         blob = json.dumps({"judge": self.identity(), "prompt_version": prompt_version,
@@ -91,9 +102,10 @@ class Judge:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def grade(self, prompts: list[tuple[str, str]], repeats: int = 1,
-              prompt_version: str = "") -> list[list[dict[str, Any]]]:
+              prompt_version: str = "", on_progress=None) -> list[list[dict[str, Any]]]:
         """Grade every ``(system, user)`` prompt ``repeats`` times; returns, per prompt, one
-        ``{"text", "rating", "cached"}`` per repeat (``rating`` is ``None`` if unparseable)."""
+        ``{"text", "rating", "cached"}`` per repeat (``rating`` is ``None`` if unparseable).
+        ``on_progress(done, total)`` is called after each chunk."""
         out: list[list[dict[str, Any] | None]] = [[None] * repeats for _ in prompts]
         todo: list[tuple[int, int, str]] = []
         for i, (system, user) in enumerate(prompts):
@@ -105,28 +117,34 @@ class Judge:
                     self.stats["cached"] += 1
                 else:
                     todo.append((i, r, k))
-        # Chunks so that an interruption keeps what was already paid for.
-        step = max(1, self.concurrency) * 4
+        step = max(1, self.judge.cap("concurrency")) * 4
         for s in range(0, len(todo), step):
             chunk = todo[s:s + step]
-            texts = self.complete_many([(*prompts[i], r) for i, r, _ in chunk])
+            texts = self.judge.call("fedllm_judge", prompts=[(*prompts[i], r)
+                                                             for i, r, _ in chunk])
+            if not isinstance(texts, list) or len(texts) != len(chunk):
+                raise FedLLMError(f"judge {self.judge.name!r} returned "
+                                  f"{type(texts).__name__} for {len(chunk)} prompts; "
+                                  "fedllm_judge must return one text per prompt")
             for (i, r, k), text in zip(chunk, texts):
                 entry = {"text": text, "rating": parse_rating(text)}
                 self.cache.put(k, entry)
                 out[i][r] = {**entry, "cached": False}
                 self.stats["calls"] += 1
+            if on_progress is not None:
+                on_progress(min(s + step, len(todo)), len(todo))
         return out  # type: ignore[return-value]
 
 
-def load_judge(spec: dict[str, Any] | None) -> Judge | None:
+def load_judge(spec: dict[str, Any] | None) -> Grader | None:
     """Build the judge named in an evaluator's ``judge`` section (validated already)."""
     if not spec:
         return None
-    from fedllm.plugins import load
+    from fedllm.plugins import build, load
 
     info = load("judge", spec["name"])
     cfg = info.plugin.Config.model_validate({k: v for k, v in spec.items() if k != "name"})
-    return info.plugin.build(cfg)
+    return Grader(build(info, cfg))
 
 
 DEFAULT_JUDGE = "openai-compatible"

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from pydantic import Field
 
-from fedllm import Plugin, PluginConfig
+from fedllm import Plugin, PluginConfig, hookimpl, lazy
 
-from .base import Judge
+from .base import JudgeBase
+
+if TYPE_CHECKING:
+    import torch
+
+    from fedllm.context import RunContext
+else:
+    torch = lazy.module('torch')
 
 
 class LocalHFConfig(PluginConfig):
@@ -24,19 +30,27 @@ class LocalHFConfig(PluginConfig):
                                   "$FEDLLM_HOME/judge-cache).")
 
 
-class LocalHFJudge(Judge):
+class LocalHFJudge(JudgeBase):
     def __init__(self, config: LocalHFConfig):
         super().__init__(config)
         self._model = None
         self._tok = None
 
-    def identity(self) -> dict[str, Any]:
+    @hookimpl
+    def fedllm_judge_identity(self) -> dict[str, Any]:
         c = self.config
         return {"judge": "local-hf", "model": c.model, "dtype": c.dtype,
                 "max_new_tokens": c.max_new_tokens, "temperature": c.temperature}
 
-    def preflight(self) -> None:
-        self._load()
+    @hookimpl
+    def fedllm_check(self, ctx: RunContext) -> list[str] | None:
+        from fedllm.errors import FedLLMError
+
+        try:
+            self._load()
+        except FedLLMError as exc:
+            return [f"judge local-hf: {exc}"]
+        return None
 
     def _load(self):
         if self._model is not None:
@@ -60,10 +74,8 @@ class LocalHFJudge(Judge):
                                                  add_generation_prompt=True)
         return (system + "\n\n" if system else "") + user + "\n\n"
 
-    def complete(self, system: str, user: str, repeat: int) -> str:
-        return self.complete_many([(system, user, repeat)])[0]
-
-    def complete_many(self, prompts):
+    @hookimpl
+    def fedllm_judge(self, prompts: list[tuple[str, str, int]]) -> list[str]:
         from fedllm_evaluators.generation import generate_texts
 
         self._load()

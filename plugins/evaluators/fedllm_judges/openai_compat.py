@@ -12,14 +12,18 @@ import os
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from fedllm import Plugin, PluginConfig
+from fedllm import Plugin, PluginConfig, hookimpl
 from fedllm.errors import FedLLMError
 
-from .base import Judge
+from .base import JudgeBase
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -43,13 +47,14 @@ class OpenAICompatibleConfig(PluginConfig):
                                   "$FEDLLM_HOME/judge-cache).")
 
 
-class OpenAICompatibleJudge(Judge):
+class OpenAICompatibleJudge(JudgeBase):
     def __init__(self, config: OpenAICompatibleConfig):
         super().__init__(config)
         self.concurrency = config.concurrency
         self.url = config.base_url.rstrip("/") + "/chat/completions"
 
-    def identity(self) -> dict[str, Any]:
+    @hookimpl
+    def fedllm_judge_identity(self) -> dict[str, Any]:
         c = self.config
         return {"judge": "openai-compatible", "base_url": c.base_url, "model": c.model,
                 "temperature": c.temperature, "max_tokens": c.max_tokens}
@@ -105,15 +110,26 @@ class OpenAICompatibleJudge(Judge):
         raise FedLLMError(f"judge openai-compatible: {self.url} failed after "
                           f"{self.config.retries + 1} attempts (last: {last})")
 
-    def preflight(self) -> None:
+    @hookimpl
+    def fedllm_check(self, ctx: RunContext) -> list[str] | None:
+        """The preflight: one tiny request, so a bad key or an unreachable endpoint stops the
+        evaluation before any generation work is spent."""
         if not self.config.preflight:
-            return
-        self._key()
+            return None
         try:
+            self._key()
             self._post({"model": self.config.model, "max_tokens": 1,
                         "messages": [{"role": "user", "content": "Reply with OK."}]})
         except FedLLMError as exc:
-            raise FedLLMError(f"{exc} (judge preflight; no generation was started)") from None
+            return [f"{exc} (judge preflight; no generation was started)"]
+        return None
+
+    @hookimpl
+    def fedllm_judge(self, prompts: list[tuple[str, str, int]]) -> list[str]:
+        if self.concurrency <= 1 or len(prompts) <= 1:
+            return [self.complete(*p) for p in prompts]
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(lambda p: self.complete(*p), prompts))
 
     def complete(self, system: str, user: str, repeat: int) -> str:
         messages = ([{"role": "system", "content": system}] if system else []) + \

@@ -27,11 +27,11 @@ def tiny_ctx(tmp_path_factory):
     from rich.console import Console
 
     from fedllm.config import resolve
-    from fedllm.context import build_context, setup_runtime
+    from fedllm.context import build_context, load_runtime
 
     resolved = resolve({"runtime": {"threads": 1, "device": "cpu"}, "evaluators": []})
     ctx = build_context(resolved, console=Console(stderr=True, quiet=True))
-    setup_runtime(ctx, load_data=False)
+    load_runtime(ctx)
     ctx.model.eval()
     return ctx
 

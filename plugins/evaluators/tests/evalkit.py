@@ -70,16 +70,27 @@ class FakeJudge:
 
 
 def build(kind: str, component: str, **cfg):
-    from fedllm.plugins import load
+    """A component built from ``cfg``; a judge comes wrapped in the evaluators' Grader."""
+    from fedllm.testing import component as make
+    from fedllm_judges.base import Grader
 
     cfg.pop("name", None)
-    info = load(kind, component)
-    return info.plugin.build(info.plugin.Config.model_validate(cfg))
+    built = make(kind, component, **cfg)
+    return Grader(built) if kind == "judge" else built
 
 
 def evaluate(ctx, name: str, /, **cfg) -> tuple[dict, dict]:
-    """Run one evaluator on the tiny model; return (summary, eval/<name>.json)."""
-    obj = build("evaluator", name, **cfg)
-    out = obj.fedllm_evaluate(ctx=ctx, model=ctx.model, cohort="global", round=0)
-    report = json.loads((ctx.run_dir / "eval" / f"{name}.json").read_text())
+    """Run one evaluator on the tiny model; return (summary, eval/<name>/round-1.json)."""
+    from fedllm.testing import call
+
+    out = call(build("evaluator", name, **cfg), "fedllm_evaluate", ctx=ctx, model=ctx.model,
+               cohort="global", round=0)
+    report = json.loads((ctx.run_dir / "eval" / name / "round-1.json").read_text())
     return out, report
+
+
+def report_file(run_dir, name: str) -> Path:
+    """The newest ``eval/<name>/round-N.json`` (or ``final.json``) under ``run_dir``."""
+    folder = Path(run_dir) / "eval" / name
+    found = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+    return found[-1] if found else folder / "round-1.json"

@@ -4,11 +4,10 @@ shared/data/eval, with the fake judge server where a judge is needed."""
 from __future__ import annotations
 
 import pytest
+from evalkit import EVAL, evaluate, report_file
 
 from fedllm.errors import FedLLMError
 from fedllm_evaluators.advbench import REFUSAL_PHRASES, refuses
-
-from evalkit import EVAL, evaluate
 
 GEN = dict(max_new_tokens=6, batch_size=4)
 JP = str(EVAL / "judge_prompts.jsonl")
@@ -45,7 +44,7 @@ def test_mt_bench_fails_fast_before_generation_on_a_bad_key(ctx, fake_judge, tmp
         evaluate(ctx, "mt-bench", questions=str(EVAL / "mtbench" / "question.jsonl"),
                  judge_prompts=JP, max_samples=3, judge=fake_judge.judge_spec(tmp_path), **GEN)
     assert len(fake_judge.requests) == 1
-    assert not (ctx.run_dir / "eval" / "mt-bench.json").exists()
+    assert not report_file(ctx.run_dir, "mt-bench").exists()
 
 
 def test_vicuna_with_repeats_and_unparseable(ctx, fake_judge, tmp_path):
@@ -109,7 +108,7 @@ def test_humaneval(ctx, tmp_path):
                                                        "HumanEval/2"]
     assert all(s["status"] in ("passed", "failed", "timeout")
                for i in report["items"] for s in i["samples"])
-    assert "audit hook" in report["sandbox"]["network"]
+    assert report["sandbox"]["isolation"].startswith(("bwrap", "launcher"))  # kernel-isolated
 
 
 def test_local_hf_judge_counts_unparseable(ctx, tmp_path):

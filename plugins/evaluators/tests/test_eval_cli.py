@@ -1,4 +1,4 @@
-"""Evaluators during training (metrics.jsonl + eval/<name>.json) and `fedllm eval` on a
+"""Evaluators during training (metrics.jsonl + eval/<name>/round-N.json) and `fedllm eval` on a
 finished run and on a bare adapter directory."""
 
 from __future__ import annotations
@@ -7,11 +7,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from evalkit import EVAL, report_file
 
 from fedllm.cli.main import main
 from tests.helpers import run_quick
-
-from evalkit import EVAL
 
 ADV = str(EVAL / "advbench" / "harmful_behaviors.csv")
 QUICK_ADV = {"name": "advbench", "path": ADV, "max_samples": 3, "max_new_tokens": 4}
@@ -34,7 +33,7 @@ def test_evaluators_run_during_training(finished_run):
         adv = rec["eval"]["global"]["advbench"]
         assert adv["n"] == 3 and 0.0 <= adv["refusal_rate"] <= 1.0
         assert "loss" in rec["eval"]["global"]["heldout-loss"]
-    report = json.loads((finished_run / "eval" / "advbench.json").read_text())
+    report = json.loads(report_file(finished_run, "advbench").read_text())
     assert report["round"] == 1 and len(report["items"]) == 3
 
 
@@ -54,10 +53,10 @@ def test_eval_a_run_directory(finished_run, fake_judge, tmp_path, monkeypatch):
               "--set", f"vicuna.judge={spec}", "--judge-repeats", "2", "--output", out_dir)
     assert res.exit_code == 0, res.output
     assert "refusal_rate" in res.output and "vicuna" in res.output
-    vic = json.loads((out_dir / "eval" / "vicuna.json").read_text())
+    vic = json.loads(report_file(out_dir, "vicuna").read_text())
     assert vic["judge"]["repeats"] == 2 and vic["scores"]["judgments"] == 6
     assert vic["scores"]["score"] == 7.0 and vic["scores"]["sd"] == 0.0
-    assert (out_dir / "eval" / "advbench.json").is_file()
+    assert report_file(out_dir, "advbench").is_file()
     # the same evaluation again is served from the judgment cache: only the preflight is paid
     before = len(fake_judge.requests)
     res = cli("eval", finished_run, "--evaluator", "vicuna", "--set",
@@ -81,8 +80,8 @@ def test_eval_a_bare_adapter_matches_the_run(finished_run, tmp_path):
     a = cli("eval", adapter, *args, "--output", tmp_path / "a")
     b = cli("eval", finished_run, *args, "--output", tmp_path / "b")
     assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
-    ra = json.loads((tmp_path / "a" / "eval" / "mmlu.json").read_text())
-    rb = json.loads((tmp_path / "b" / "eval" / "mmlu.json").read_text())
+    ra = json.loads(report_file(tmp_path / "a", "mmlu").read_text())
+    rb = json.loads(report_file(tmp_path / "b", "mmlu").read_text())
     # the adapter really is loaded: same log-likelihoods from the run and the bare adapter
     for x, y in zip(ra["items"], rb["items"]):
         assert x["loglik_0shot"] == pytest.approx(y["loglik_0shot"], abs=1e-5)
@@ -111,7 +110,7 @@ def test_ref_judge_on_the_runs_heldout_split(finished_run, fake_judge, tmp_path)
     assert res.exit_code == 0, res.output
     scores = json.loads(res.stdout)["global"]["ref-judge"]
     assert scores["n"] == 3 and scores["with_reference"] == 3 and scores["score"] == 7.0
-    report = json.loads((tmp_path / "o" / "eval" / "ref-judge.json").read_text())
+    report = json.loads(report_file(tmp_path / "o", "ref-judge").read_text())
     prompts = fake_judge.user_prompts()[1:]  # [0] is the preflight; order is concurrent
     assert len(prompts) == 3
     assert all(i["reference"] and any(i["reference"] in p for p in prompts)

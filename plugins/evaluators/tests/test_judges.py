@@ -7,12 +7,11 @@ import socket
 import time
 
 import pytest
+from evalkit import build
 
 from fedllm.errors import ConfigError, FedLLMError
 from fedllm_evaluators.common import summarize
 from fedllm_judges.base import parse_rating
-
-from evalkit import build
 
 
 @pytest.mark.parametrize("text,expected", [

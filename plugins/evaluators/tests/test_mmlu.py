@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from evalkit import build, evaluate, report_file
 
 from fedllm.errors import DataError
+from fedllm.testing import call
 from fedllm_evaluators.mmlu import continuation_logprobs
-
-from evalkit import build, evaluate
 
 SUBJECTS = ["abstract_algebra", "anatomy", "astronomy"]
 
@@ -56,11 +56,11 @@ def test_planted_answers_score_100_percent(ctx, tmp_path):
     lm = CacheLM(len(ctx.tokenizer))
     ev = build("evaluator", "mmlu", path=str(test), dev_path=str(dev), shots=[0, 2],
                batch_size=5)
-    out = ev.fedllm_evaluate(ctx=ctx, model=lm, cohort="global", round=0)
+    out = call(ev, "fedllm_evaluate", ctx=ctx, model=lm, cohort="global", round=0)
     assert out["n"] == len(rows) == 9
     assert out["acc_0shot"] == 1.0 and out["acc_2shot"] == 1.0
     assert out["subjects_0shot"] == {s: 1.0 for s in SUBJECTS}
-    report = json.loads((ctx.run_dir / "eval" / "mmlu.json").read_text())
+    report = json.loads(report_file(ctx.run_dir, "mmlu").read_text())
     assert [i["pred_0shot"] for i in report["items"]] == ["ABCD"[r["answer"]] for r in rows]
 
 
@@ -70,7 +70,7 @@ def test_unplanted_answers_are_not_all_right(ctx, tmp_path):
     test = tmp_path / "test.jsonl"
     write_mmlu(test, planted=False)
     ev = build("evaluator", "mmlu", path=str(test), shots=[0])
-    out = ev.fedllm_evaluate(ctx=ctx, model=CacheLM(len(ctx.tokenizer)), cohort="global",
+    out = call(ev, "fedllm_evaluate", ctx=ctx, model=CacheLM(len(ctx.tokenizer)), cohort="global",
                              round=0)
     assert out["acc_0shot"] < 1.0
 

@@ -57,7 +57,7 @@ def client_context(config: dict[str, Any], node_config) -> Any:
     from rich.console import Console
 
     from fedllm.config import apply_override, resolve
-    from fedllm.context import build_context, setup_runtime
+    from fedllm.context import client_context as build
     from fedllm.paths import fedllm_home
 
     data = json.loads(json.dumps(config))
@@ -75,8 +75,7 @@ def client_context(config: dict[str, Any], node_config) -> Any:
     key = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
     if _CACHE.get("key") != key:
         _CACHE.clear()
-        ctx = build_context(resolve(data), console=Console(stderr=True, quiet=True))
-        setup_runtime(ctx)
+        ctx = build(resolve(data), console=Console(stderr=True, quiet=True))
         _CACHE.update(key=key, ctx=ctx)
     ctx = _CACHE["ctx"]
     root = Path(node.get("state_dir") or fedllm_home() / "flower-client-state")
@@ -94,13 +93,6 @@ def node_store(root: Path, run_dir: str, checkpointed: int):
     return store
 
 
-def _forget_after(store, cohort: str, client_id: str, round: int) -> None:
-    """A resumed coordinator re-runs round ``round``: drop the client's later state files."""
-    for r, p in store._files(store._dir(cohort, client_id)):
-        if r >= round:
-            p.unlink(missing_ok=True)
-
-
 def _run(config: dict[str, Any], ins, node_config):
     """One client's local update on this node (the client must be one this node holds)."""
     from fedllm.backends import run_client
@@ -110,7 +102,8 @@ def _run(config: dict[str, Any], ins, node_config):
     if mine and ins.client_id not in mine:
         raise FedLLMError(f"this node holds clients {mine}, not {ins.client_id!r}")
     ctx = client_context(config, node_config)
-    _forget_after(ctx.client_state, ins.cohort, ins.client_id, ins.round)
+    # a resumed coordinator runs this round again: drop the client's state from it on
+    ctx.client_state.forget_after(ins.cohort, ins.client_id, ins.round)
     return run_client(ctx, ins)
 
 

@@ -3,47 +3,28 @@
 Our engine keeps sampling and aggregation (no Flower strategy): this backend only maps each
 sampled client to the SuperNode that holds its data, pushes one ``train`` Message per client and
 yields each decoded :class:`ClientUpdate` as soon as its reply arrives. Clients whose node does
-not answer within ``round_timeout`` (or answers with an error) are reported in ``dropped``; the
-round fails only when fewer than ``min_clients`` answered.
+not answer within ``round_timeout`` (or answers with an error) are reported in the round's
+``dropped``; the round fails only when fewer than ``min_clients`` answered.
+
+The Grid comes from the Flower ServerApp that runs the engine (``fedllm serve``, see
+``server_app.py``), or from the simulation (``sim.py``). Flower is imported only when a round
+runs, so listing and validating this component costs nothing.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from flwr.app import ConfigRecord, Message, RecordDict
-from pydantic import Field
-
-from fedllm import Plugin, PluginConfig
-from fedllm.context import RunContext
+from fedllm import Backend, Plugin, RoundReport, hookimpl
 from fedllm.errors import FedLLMError
 from fedllm.messages import ClientInstruction, ClientUpdate
 
-from .codec import decode_update, encode_instruction, wire_bytes
-from .secagg import SecAggConfig, check_run, secure_round
+from .options import SECAGG_FIELD, GridConfig
 
-#: the Grid of the ServerApp this process runs in (set by fedllm_flower.server_app)
-CURRENT_GRID: Any = None
-
-
-class GridConfig(PluginConfig):
-    round_timeout: float | None = Field(
-        None, gt=0, description="Seconds to wait for a round's replies (None: wait for all).")
-    min_clients: int = Field(
-        1, ge=1, description="Fewest answering clients a round may complete with.")
-    wait_nodes: float = Field(
-        60.0, gt=0, description="Seconds to wait at start for the SuperNodes to connect.")
-    ordered: bool = Field(
-        True, description="Fold updates in sampling order (reproducible: the in-process result "
-        "bit for bit) instead of arrival order (holds fewer updates in memory).")
-    num_nodes: int | None = Field(
-        None, ge=1, description="SuperNodes to wait for before the first round (None: 1; "
-        "flower-sim: num_supernodes).")
-    secure_aggregation: SecAggConfig | None = Field(
-        None, description="Flower SecAgg+ (e.g. `{}` for the defaults): the coordinator "
-        "learns only the round's weighted mean of each SuperNode's update; needs an algorithm "
-        "that declares a weighted-mean aggregate and clients on at least 2 nodes per round.")
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
 
 
 def assign(clients: list[str], nodes: dict[int, list[str]]) -> dict[str, int]:
@@ -68,6 +49,8 @@ def assign(clients: list[str], nodes: dict[int, list[str]]) -> dict[str, int]:
 
 def discover(grid: Any, want: int, wait: float) -> dict[int, list[str]]:
     """Wait for ``want`` SuperNodes, then ask each which clients it holds (node -> ids)."""
+    from flwr.app import ConfigRecord, Message, RecordDict
+
     deadline = time.monotonic() + wait
     while True:
         ids = sorted(grid.get_node_ids())
@@ -90,56 +73,116 @@ def discover(grid: Any, want: int, wait: float) -> dict[int, list[str]]:
     return nodes
 
 
-class GridBackend:
+def secagg_problems(ctx: RunContext) -> list[str]:
+    """What SecAgg+ cannot hide: an algorithm without a weighted-mean aggregate, a privacy
+    component that treats each update on the coordinator."""
+    algo = ctx.plugins.one("algorithm")
+    out = []
+    if algo.cap("aggregation_weights") not in ("samples", "uniform"):
+        out.append(
+            f"{SECAGG_FIELD}: algorithm {algo.name!r} needs each client's individual update (it "
+            "declares no weighted-mean aggregate, capability aggregation_weights), but SecAgg+ "
+            "shows the coordinator only the sum. Use an algorithm whose server rule is a "
+            "weighted sum of updates or drop secure_aggregation.")
+    for p in ctx.plugins.of("privacy"):
+        if p.implements("fedllm_privatize_updates"):
+            out.append(
+                f"{SECAGG_FIELD}: privacy {p.name!r} treats each client's update on the "
+                "coordinator (fedllm_privatize_updates), which SecAgg+ hides from it; use a "
+                "client-side mechanism with secure aggregation.")
+    return out
+
+
+class GridBackend(Backend):
     def __init__(self, config: GridConfig, grid: Any = None):
         self.config = config
         self.grid = grid
-        self.dropped: list[str] = []
-        self.last_stats: dict[str, float] = {}
+        self.nodes: dict[int, list[str]] | None = None
+        self.node_of: dict[str, int] = {}
 
-    # -- setup ------------------------------------------------------------------------------
+    def use_grid(self, grid: Any) -> None:
+        """The Grid of the ServerApp this backend runs in (``fedllm serve``)."""
+        self.grid = grid
 
-    def preflight(self, ctx: RunContext) -> None:
-        """Config checks that need the run's plugins, before any process or node is awaited."""
-        self.ctx = ctx
-        if self.config.secure_aggregation is not None:
-            self.weights = check_run(ctx, self.config.secure_aggregation)
+    # -- before the run ---------------------------------------------------------------------
 
-    def start(self, ctx: RunContext) -> None:
-        self.preflight(ctx)
-        if self.grid is None:
-            self.grid = CURRENT_GRID
-        if self.grid is None:
-            raise FedLLMError("runtime.backend 'flower' runs only inside `fedllm serve` "
-                              "(a Flower ServerApp); use 'flower-sim' or 'in-process' here")
-        self.nodes = self._discover()
-        self.node_of = assign(list(ctx.dataset.client_ids), self.nodes)
+    @hookimpl
+    def fedllm_check(self, ctx: RunContext) -> list[str] | None:
+        if self.config.secure_aggregation is None:
+            return None
+        from .secagg import workflow
+
+        out = secagg_problems(ctx)
+        try:
+            workflow(self.config.secure_aggregation, None)  # Flower's own checks of the numbers
+        except FedLLMError as exc:
+            out.append(str(exc))
+        return out
 
     def expected_nodes(self) -> int:
         return self.config.num_nodes or 1
 
-    def _discover(self) -> dict[int, list[str]]:
-        return discover(self.grid, self.expected_nodes(), self.config.wait_nodes)
+    def _require_grid(self) -> Any:
+        if self.grid is None:
+            raise FedLLMError("runtime.backend 'flower' runs only inside `fedllm serve` "
+                              "(a Flower ServerApp); use 'flower-sim' or 'in-process' here")
+        return self.grid
+
+    @hookimpl
+    def fedllm_node_clients(self, ctx: RunContext) -> dict[str, list[str]] | None:
+        if self.nodes is None:
+            self.nodes = discover(self._require_grid(), self.expected_nodes(),
+                                  self.config.wait_nodes)
+        return {str(n): ids for n, ids in self.nodes.items()}
+
+    @hookimpl
+    def fedllm_backend_start(self, ctx: RunContext) -> None:
+        self._require_grid()
+        self.fedllm_node_clients(ctx)
+        assert self.nodes is not None
+        self.node_of = assign(list(ctx.dataset.client_ids), self.nodes)
+
+    @hookimpl
+    def fedllm_backend_close(self, ctx: RunContext) -> None:
+        pass
 
     # -- rounds -----------------------------------------------------------------------------
 
-    def run_clients(self, instructions: Iterable[ClientInstruction]) -> Iterator[ClientUpdate]:
+    @hookimpl
+    def fedllm_run_clients(self, ctx: RunContext, cohort: str, round: int,
+                           instructions: Iterable[ClientInstruction]) -> RoundReport:
         # the node keeps per-client state back to the coordinator's last checkpoint, so that a
         # resumed coordinator finds every client's state as of that checkpoint
-        config = {**self.ctx.resolved.to_dict(), "_run_dir": str(self.ctx.run_dir or ""),
-                  "_checkpointed_round": self.ctx.client_state.checkpointed_round}
+        config = {**ctx.resolved.to_dict(), "_run_dir": str(ctx.run_dir or ""),
+                  "_checkpointed_round": ctx.client_state.checkpointed_round}
         config.pop("plugins", None)
-        self.dropped = []
+        report = RoundReport(iter(()))
         if self.config.secure_aggregation is not None:
-            yield from secure_round(self, list(instructions), config)
-            return
+            from .secagg import secure_round
+
+            algo = ctx.plugins.one("algorithm")
+            report.updates = secure_round(
+                report, self.grid, self.node_of, list(instructions), config,
+                self.config.secure_aggregation, algo.cap("aggregation_weights"),
+                self.config.round_timeout, self.config.min_clients, ctx.console)
+        else:
+            report.updates = self._round(report, ctx, instructions, config)
+        return report
+
+    def _round(self, report: RoundReport, ctx: RunContext,
+               instructions: Iterable[ClientInstruction],
+               config: dict[str, Any]) -> Iterator[ClientUpdate]:
+        from flwr.app import Message
+
+        from .codec import decode_update, encode_instruction, wire_bytes
+
         # A SuperNode runs one message at a time: queue each node's clients and send the next
         # one when the previous one answered (nodes still work in parallel).
-        queues: dict[int, list[tuple[str, Message]]] = {}
+        queues: dict[int, list[tuple[str, Any]]] = {}
         down = up = answered = total = 0
-        sent_order: list[str] = []
+        order: list[str] = []
         for ins in instructions:
-            sent_order.append(ins.client_id)
+            order.append(ins.client_id)
             node = self.node_of.get(ins.client_id)
             if node is None:
                 raise FedLLMError(f"no SuperNode serves client {ins.client_id!r}")
@@ -150,7 +193,6 @@ class GridBackend:
                 (ins.client_id, Message(content, dst_node_id=node, message_type="train",
                                         group_id=str(ins.round))))
         pending: dict[str, tuple[str, int]] = {}  # message id -> (client id, node)
-        order = list(sent_order)
         ready: dict[str, ClientUpdate | None] = {}  # arrived (None: failed), not yet yielded
         nxt = 0
 
@@ -205,18 +247,15 @@ class GridBackend:
                 time.sleep(0.1)
         yield from release(final=True)
         unsent = [cid for q in queues.values() for cid, _ in q]
-        self.dropped = sorted({c for c, _ in pending.values()} | set(errors) | set(unsent))
-        self.last_stats = {"wire_bytes_down": down, "wire_bytes_up": up}
+        report.dropped = sorted({c for c, _ in pending.values()} | set(errors) | set(unsent))
+        report.stats = {"wire_bytes_down": down, "wire_bytes_up": up}
         for cid, why in errors.items():
-            self.ctx.console.print(f"[yellow]warning:[/] client {cid} failed: {why}")
+            ctx.console.print(f"[yellow]warning:[/] client {cid} failed: {why}")
         if answered < min(self.config.min_clients, total):
             detail = "; ".join(f"{c}: {e}" for c, e in errors.items())
             raise FedLLMError(f"only {answered} of {total} clients answered (min_clients="
-                              f"{self.config.min_clients}); dropped {self.dropped}"
+                              f"{self.config.min_clients}); dropped {report.dropped}"
                               + (f" ({detail})" if detail else ""))
-
-    def close(self) -> None:
-        pass
 
 
 plugin = Plugin(kind="backend", name="flower", factory=GridBackend, Config=GridConfig,

@@ -9,14 +9,16 @@ use ones with their own question sets, or give the coordinator a dataset instead
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 from pydantic import Field
 
-from fedllm import Plugin, PluginConfig, hookimpl
+from fedllm import Dataset, Plugin, PluginConfig, hookimpl
 from fedllm.data import CLIENT, FederatedDataset, fingerprint
 from fedllm.errors import FedLLMError
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
 
 NAME = "flower-nodes"
 
@@ -35,19 +37,19 @@ def node_dataset(section: dict[str, Any]) -> dict[str, Any]:
     return dict(section.get("on_nodes") or {})
 
 
-class NodesDataset:
+class NodesDataset(Dataset):
     def __init__(self, config: NodesConfig):
         self.config = config
 
     @hookimpl
-    def fedllm_load_dataset(self, ctx):
-        from .grid_backend import CURRENT_GRID, GridConfig, discover
+    def fedllm_load_dataset(self, ctx: RunContext) -> FederatedDataset:
+        import datasets
 
-        if CURRENT_GRID is None:
+        nodes = ctx.backend.call("fedllm_node_clients", ctx=ctx)
+        if nodes is None:
             raise FedLLMError(f"dataset {NAME!r} takes its clients from the SuperNodes of "
-                              "`fedllm serve`; elsewhere name a dataset with the data")
-        opts = GridConfig.model_validate(ctx.config.runtime.backend_options)
-        nodes = discover(CURRENT_GRID, opts.num_nodes or 1, opts.wait_nodes)
+                              "`fedllm serve` (runtime.backend 'flower'); elsewhere name a "
+                              "dataset with the data")
         silent = sorted(n for n, ids in nodes.items() if not ids)
         if silent:
             raise FedLLMError(f"dataset {NAME!r} takes the client ids from the SuperNodes, but "

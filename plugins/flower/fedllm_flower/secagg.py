@@ -22,53 +22,39 @@ each update on the server (``fedllm_privatize_updates``) are refused before the 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
-from flwr.common import (Code, FitIns, FitRes, Parameters, Status, ndarrays_to_parameters,
-                         parameters_to_ndarrays)
+from flwr.common import (
+    Code,
+    FitIns,
+    FitRes,
+    Parameters,
+    Status,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
 from flwr.compat.common import recorddict_compat as compat
 from flwr.server.compat.grid_client_proxy import GridClientProxy
 from flwr.server.compat.legacy_context import LegacyContext
 from flwr.server.strategy import Strategy
 from flwr.server.workflow import SecAggPlusWorkflow
-from pydantic import Field
 
-from fedllm import PluginConfig
 from fedllm.aggregation import RunningMean
 from fedllm.errors import ConfigError, FedLLMError
-from fedllm.messages import ClientInstruction, ClientUpdate
+from fedllm.messages import ClientInstruction, ClientUpdate, RoundReport
 
 from .codec import instruction_from_bytes, instruction_to_bytes, wire_bytes
+from .options import SECAGG_FIELD as FIELD
+from .options import SecAggConfig
 
 if TYPE_CHECKING:
-    from .grid_backend import GridBackend
-
-FIELD = "runtime.backend_options.secure_aggregation"
+    from rich.console import Console
 _INS = "fedllm.ins."  # FitIns config keys: one serialised ClientInstruction per client
 _FITINS = "fitins.config"
-
-
-class SecAggConfig(PluginConfig):
-    """Flower SecAgg+ parameters (see ``flwr.server.workflow.SecAggPlusWorkflow``)."""
-
-    num_shares: int | float = Field(
-        1.0, gt=0, description="Shares each node's secret is split into: a count (> 2) or a "
-        "fraction of the round's SuperNodes (1.0: all of them).")
-    reconstruction_threshold: int | float = Field(
-        0.5, gt=0, description="Shares needed to rebuild a secret: a count (< num_shares) or a "
-        "fraction of num_shares (at least 2). Up to num_shares − threshold nodes may drop.")
-    max_weight: float = Field(
-        1000.0, gt=0, description="Largest weight one SuperNode may report in a round (its "
-        "clients' summed sample counts, or their number for uniform weights). Precision is "
-        "about clipping_range / quantization_range × max_weight / Σ weights.")
-    clipping_range: float = Field(
-        1.0, gt=0, description="Bound on |weight/max_weight × Δ| per adapter entry; a node "
-        "whose update exceeds it fails loudly instead of being clipped.")
-    quantization_range: int = Field(
-        2**22, gt=0, description="Integer levels the clipping range is quantised to.")
 
 
 class _SecAggPlus(SecAggPlusWorkflow):
@@ -90,28 +76,6 @@ def workflow(cfg: SecAggConfig, timeout: float | None) -> SecAggPlusWorkflow:
                                   quantization_range=cfg.quantization_range, timeout=timeout)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{FIELD}: {exc}") from None
-
-
-def check_run(ctx, cfg: SecAggConfig) -> str:
-    """The weights the run's algorithm declares; a clear error when nothing may be hidden."""
-    workflow(cfg, None)  # Flower's own checks of the numbers
-    algo = ctx.resolved.components["algorithm"][0][0].name
-    weights = ctx.hook.fedllm_aggregation_weights(ctx=ctx)
-    if weights not in ("samples", "uniform"):
-        raise ConfigError(
-            f"{FIELD}: algorithm {algo!r} needs each client's individual update (it declares "
-            "no weighted-mean aggregate through fedllm_aggregation_weights), but SecAgg+ shows "
-            "the coordinator only the sum. Use an algorithm whose server rule is a weighted "
-            "sum of updates (e.g. fedavg, fedprox, fedavgm, fedadam) or drop "
-            "secure_aggregation.")
-    for (info, _), obj in zip(ctx.resolved.components.get("privacy", []),
-                              ctx.components.get("privacy", [])):
-        if hasattr(obj, "fedllm_privatize_updates"):
-            raise ConfigError(
-                f"{FIELD}: privacy {info.name!r} treats each client's update on the "
-                "coordinator (fedllm_privatize_updates), which SecAgg+ hides from it; use a "
-                "client-side mechanism (e.g. user-dp) with secure aggregation.")
-    return weights
 
 
 # -- coordinator ----------------------------------------------------------------------------
@@ -167,13 +131,15 @@ class _Tap:
         return getattr(self.grid, name)
 
 
-def secure_round(backend: "GridBackend", instructions: list[ClientInstruction],
-                 config: dict[str, Any]) -> Iterator[ClientUpdate]:
-    """Run one cohort's round under SecAgg+ and yield the single aggregate update."""
-    cfg: SecAggConfig = backend.config.secure_aggregation
+def secure_round(report: RoundReport, grid: Any, node_of: dict[str, int],
+                 instructions: list[ClientInstruction], config: dict[str, Any],
+                 cfg: SecAggConfig, weights: str, round_timeout: float | None,
+                 min_clients: int, console: Console) -> Iterator[ClientUpdate]:
+    """Run one cohort's round under SecAgg+ and yield the single aggregate update; fill the
+    ``report``'s dropped clients and wire statistics."""
     by_node: dict[int, list[ClientInstruction]] = {}
     for ins in instructions:
-        node = backend.node_of.get(ins.client_id)
+        node = node_of.get(ins.client_id)
         if node is None:
             raise FedLLMError(f"no SuperNode serves client {ins.client_id!r}")
         by_node.setdefault(node, []).append(ins)
@@ -184,7 +150,7 @@ def secure_round(backend: "GridBackend", instructions: list[ClientInstruction],
                           f"{next(iter(by_node))}; sample more clients or connect more nodes")
     glob = instructions[0].params
     names = sorted(glob)
-    shared = {"fedllm.config": json.dumps(config), "fedllm.weights": backend.weights,
+    shared = {"fedllm.config": json.dumps(config), "fedllm.weights": weights,
               "fedllm.names": json.dumps(names), "fedllm.max_weight": cfg.max_weight,
               "fedllm.clipping_range": cfg.clipping_range}
     empty = Parameters(tensors=[], tensor_type="")
@@ -192,29 +158,28 @@ def secure_round(backend: "GridBackend", instructions: list[ClientInstruction],
     for node, items in by_node.items():
         conf = dict(shared, **{f"{_INS}{i:06d}": instruction_to_bytes(ins)
                                for i, ins in enumerate(items)})
-        proxies[node] = (GridClientProxy(node, backend.grid, 0), FitIns(empty, conf))
+        proxies[node] = (GridClientProxy(node, grid, 0), FitIns(empty, conf))
     relay = _Relay(proxies)
     base = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
     base.state.config_records["config"] = ConfigRecord({"current_round": rnd + 1})
     base.state.array_records["parameters"] = ArrayRecord()
-    tap = _Tap(backend.grid)
-    workflow(cfg, backend.config.round_timeout)(tap, LegacyContext(base, strategy=relay))
-    backend.last_stats = {"wire_bytes_down": tap.down, "wire_bytes_up": tap.up}
+    tap = _Tap(grid)
+    workflow(cfg, round_timeout)(tap, LegacyContext(base, strategy=relay))
+    report.stats = {"wire_bytes_down": tap.down, "wire_bytes_up": tap.up}
     answered = {proxy.node_id for proxy, _ in relay.results}
-    backend.dropped = sorted(i.client_id for n, items in by_node.items() if n not in answered
-                             for i in items)
+    report.dropped = sorted(i.client_id for n, items in by_node.items() if n not in answered
+                            for i in items)
     if not relay.results:
         why = "; ".join(f"node {n}: {e}" for n, e in tap.errors.items()) or "too few replies"
         raise FedLLMError(f"round {rnd}: secure aggregation halted ({len(answered)} of "
                           f"{len(by_node)} SuperNodes completed it): {why}")
     for node, err in tap.errors.items():
-        backend.ctx.console.print(f"[yellow]warning:[/] SuperNode {node} failed in secure "
-                                  f"aggregation: {err}")
+        console.print(f"[yellow]warning:[/] SuperNode {node} failed in secure "
+                      f"aggregation: {err}")
     members = [m for _, res in relay.results for m in json.loads(str(res.metrics["fedllm"]))]
-    if len(members) < min(backend.config.min_clients, len(instructions)):
+    if len(members) < min(min_clients, len(instructions)):
         raise FedLLMError(f"only {len(members)} of {len(instructions)} clients answered "
-                          f"(min_clients={backend.config.min_clients}); dropped "
-                          f"{backend.dropped}")
+                          f"(min_clients={min_clients}); dropped {report.dropped}")
     arrays = parameters_to_ndarrays(relay.results[0][1].parameters)
     params = {k: glob[k].float() + torch.from_numpy(np.asarray(a, dtype=np.float32))
               .reshape(glob[k].shape) for k, a in zip(names, arrays, strict=True)}

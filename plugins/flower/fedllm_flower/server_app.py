@@ -15,8 +15,6 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from . import grid_backend
-
 app = ServerApp()
 
 REQUEST_KEY = "fedllm-request"
@@ -27,19 +25,29 @@ def main(grid: Grid, context: Context) -> None:
     from rich.console import Console
 
     from fedllm.config import resolve
+    from fedllm.context import build_context
     from fedllm.engine import Engine
 
     req_path = Path(str(context.run_config[REQUEST_KEY]))
     req = json.loads(req_path.read_text(encoding="utf-8"))
     result_path = Path(req["result"])
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    grid_backend.CURRENT_GRID = grid
     console = Console(stderr=True)
+
+    def context(resolved):
+        """The run's components, with this ServerApp's Grid given to the flower backend."""
+        ctx = build_context(resolved, console=console)
+        ctx.backend.obj.use_grid(grid)
+        return ctx
+
     try:
         if req.get("resume"):
-            engine = Engine.resume(Path(req["resume"]), console=console, progress=False)
+            engine = Engine.resume(Path(req["resume"]), console=console, progress=False,
+                                   ctx_factory=context)
         else:
-            engine = Engine.new(resolve(req["config"]), console=console, progress=False)
+            resolved = resolve(req["config"])
+            engine = Engine.new(resolved, ctx=context(resolved), console=console,
+                                progress=False)
         out = engine.run(until_round=req.get("stop_after"))
         result_path.write_text(json.dumps({"run_dir": out["run_dir"]}), encoding="utf-8")
     except Exception as exc:
@@ -49,5 +57,3 @@ def main(grid: Grid, context: Context) -> None:
         result_path.write_text(json.dumps({"error": msg, "type": type(exc).__name__}),
                                encoding="utf-8")
         raise
-    finally:
-        grid_backend.CURRENT_GRID = None

@@ -12,32 +12,38 @@ import importlib.util
 import os
 import queue
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from fedllm import Plugin
-from fedllm.context import RunContext
+from fedllm import Plugin, hookimpl
 from fedllm.errors import FedLLMError
 
-from .grid_backend import GridBackend, GridConfig
+from .grid_backend import GridBackend
+from .options import SimConfig
 
-
-class SimConfig(GridConfig):
-    num_supernodes: int = Field(2, ge=1, description="Virtual SuperNodes (clients are "
-                                "assigned to them round-robin).")
-    cpus: int = Field(2, ge=1, description="CPUs Ray may use in all.")
-    cpus_per_node: float = Field(1.0, gt=0, description="CPUs reserved per running ClientApp.")
-    gpus_per_node: float = Field(0.0, ge=0, description="GPUs reserved per running ClientApp.")
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
 
 
 class SimBackend(GridBackend):
-    def start(self, ctx: RunContext) -> None:
+    config: SimConfig
+
+    @hookimpl
+    def fedllm_check(self, ctx: RunContext) -> list[str] | None:
+        out = super().fedllm_check(ctx) or []
         if importlib.util.find_spec("ray") is None:
-            raise FedLLMError("runtime.backend 'flower-sim' needs Flower's simulation extra "
-                              "(Ray): pip install 'fedllm-flower[simulation]' (or "
-                              "'flwr[simulation]'); or use runtime.backend=in-process")
-        self.preflight(ctx)
+            out.append("runtime.backend: 'flower-sim' needs Flower's simulation extra (Ray): "
+                       "pip install 'fedllm-flower[simulation]' (or 'flwr[simulation]'); or "
+                       "use runtime.backend=in-process")
+        return out
+
+    @hookimpl
+    def fedllm_node_clients(self, ctx: RunContext) -> dict[str, list[str]] | None:
+        if self.grid is None:
+            return None  # the simulation has not started: its nodes hold whatever they are sent
+        return super().fedllm_node_clients(ctx)
+
+    @hookimpl
+    def fedllm_backend_start(self, ctx: RunContext) -> None:
         from flwr.serverapp import ServerApp
         from flwr.simulation import run_simulation
 
@@ -75,12 +81,13 @@ class SimBackend(GridBackend):
         if grid is None:
             raise FedLLMError(f"Flower simulation failed to start: {self._error[:1]}")
         self.grid = grid
-        super().start(ctx)
+        super().fedllm_backend_start(ctx)
 
     def expected_nodes(self) -> int:
         return self.config.num_nodes or self.config.num_supernodes
 
-    def close(self) -> None:
+    @hookimpl
+    def fedllm_backend_close(self, ctx: RunContext) -> None:
         if getattr(self, "_stop", None) is not None:
             self._stop.set()
             self._thread.join(timeout=120)

@@ -1,12 +1,18 @@
+import pytest
 import torch
 
-from fedllm.messages import ClientInstruction, ClientUpdate
-from fedllm_flower.codec import (decode_instruction, decode_update, encode_instruction,
-                                 encode_update, instruction_from_bytes, instruction_to_bytes,
-                                 wire_bytes)
-from fedllm_flower.grid_backend import assign
 from fedllm.errors import FedLLMError
-import pytest
+from fedllm.messages import ClientInstruction, ClientUpdate
+from fedllm_flower.codec import (
+    decode_instruction,
+    decode_update,
+    encode_instruction,
+    encode_update,
+    instruction_from_bytes,
+    instruction_to_bytes,
+    wire_bytes,
+)
+from fedllm_flower.grid_backend import assign
 
 
 def test_instruction_and_update_round_trip_bit_exact():

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import yaml
+from flower_helpers import CLIENTS, adapter, assert_same_adapter, quick_config
 
 from fedllm_flower.deploy import free_port
-
-from flower_helpers import CLIENTS, adapter, assert_same_adapter, quick_config
 
 pytestmark = pytest.mark.slow
 

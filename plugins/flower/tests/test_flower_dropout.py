@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from flower_helpers import adapter
 from test_flower_deploy import start_federation
 

@@ -8,21 +8,22 @@ from types import SimpleNamespace
 import pytest
 
 from fedllm.errors import FedLLMError
+from fedllm.testing import call, component
 from fedllm_flower import grid_backend
 from fedllm_flower.nodes_dataset import NodesConfig, NodesDataset, node_dataset
 
 
-def _ctx(**backend_options):
-    return SimpleNamespace(config=SimpleNamespace(runtime=SimpleNamespace(
-        backend_options={"wait_nodes": 1, **backend_options})))
+def _ctx(backend):
+    return SimpleNamespace(backend=backend)
 
 
 def _load(monkeypatch, claims, **opts):
-    """As if SuperNodes started with these --client-id lists answered the client query
-    (the query itself runs in the deployment tests)."""
-    monkeypatch.setattr(grid_backend, "CURRENT_GRID", object())
+    """As if SuperNodes started with these --client-id lists answered the client query of
+    the flower backend (the query itself runs in the deployment tests)."""
     monkeypatch.setattr(grid_backend, "discover", lambda grid, want, wait: claims)
-    return NodesDataset(NodesConfig()).fedllm_load_dataset(ctx=_ctx(**opts))
+    backend = component("backend", "flower", wait_nodes=1, **opts)
+    backend.obj.use_grid(object())
+    return call(NodesDataset(NodesConfig()), "fedllm_load_dataset", ctx=_ctx(backend))
 
 
 def test_clients_are_the_ids_the_nodes_claim_sorted_and_no_samples(monkeypatch):
@@ -37,10 +38,13 @@ def test_a_node_without_client_ids_is_a_clear_error(monkeypatch):
         _load(monkeypatch, {1: ["amy"], 2: []}, num_nodes=2)
 
 
-def test_outside_fedllm_serve_it_says_what_to_do(monkeypatch):
-    monkeypatch.setattr(grid_backend, "CURRENT_GRID", None)
+def test_outside_fedllm_serve_it_says_what_to_do():
     with pytest.raises(FedLLMError, match=r"SuperNodes of `fedllm serve`"):
-        NodesDataset(NodesConfig()).fedllm_load_dataset(ctx=_ctx())
+        call(NodesDataset(NodesConfig()), "fedllm_load_dataset",
+             ctx=_ctx(component("backend", "in-process")))
+    with pytest.raises(FedLLMError, match=r"runs only inside `fedllm serve`"):
+        call(NodesDataset(NodesConfig()), "fedllm_load_dataset",
+             ctx=_ctx(component("backend", "flower")))
 
 
 def test_nodes_load_the_on_nodes_section():

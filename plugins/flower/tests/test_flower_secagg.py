@@ -10,6 +10,7 @@ import signal
 
 import pytest
 import torch
+from flower_helpers import CLIENTS, adapter, assert_same_adapter, quick_config
 from flwr.app import RecordDict
 from flwr.common import FitIns, Parameters, parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
@@ -18,8 +19,6 @@ from fedllm.errors import ConfigError, FedLLMError
 from fedllm.messages import ClientInstruction, ClientUpdate
 from fedllm_flower.codec import instruction_to_bytes
 from fedllm_flower.secagg import node_train
-
-from flower_helpers import CLIENTS, adapter, assert_same_adapter, quick_config
 
 # max_weight near the round's total weight (2 clients x 10 samples) keeps quantisation error
 # about clipping_range / 2**22 x max_weight / 20 ≈ 1.5e-6 per entry; 2e-5 leaves room for
@@ -126,10 +125,10 @@ def test_node_folds_its_clients_and_never_clips_silently():
 def test_secure_aggregation_survives_a_killed_node(tmp_path, procs):
     """3 SuperNodes under SecAgg+ (threshold 2): one is killed after round 1; round 2
     completes with the other two (Flower rebuilds the dead node's masks) and records it."""
-    from fedllm_datasets.embedded import raw
-
     from test_flower_deploy import start_federation
     from test_flower_dropout import wait_for_round
+
+    from fedllm_datasets.embedded import raw
 
     three = ["arithmetic", "capitals", "antonyms"]
     fed = tmp_path / "fed3.json"

@@ -7,12 +7,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from flower_helpers import CLIENTS, adapter, assert_same_adapter, quick_config
 
 from fedllm.cli.main import main
-
 from fedllm_flower.deploy import free_port
-
-from flower_helpers import CLIENTS, adapter, assert_same_adapter, quick_config
 
 pytestmark = pytest.mark.slow
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from flower_helpers import adapter, assert_same_adapter, quick_config
 
 from fedllm.errors import ConfigError, FedLLMError
-
-from flower_helpers import adapter, assert_same_adapter, quick_config
 
 
 @pytest.mark.slow

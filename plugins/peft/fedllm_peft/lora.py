@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from pydantic import Field
 
-from fedllm import Plugin, PluginConfig, hookimpl
+from fedllm import Peft, Plugin, PluginConfig, hookimpl
 from fedllm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
 
 
 class LoraConfig(PluginConfig):
@@ -19,12 +24,22 @@ class LoraConfig(PluginConfig):
     use_rslora: bool = False
 
 
-class Lora:
+class Lora(Peft):
+    peft_types = ("LORA",)
+
     def __init__(self, config: LoraConfig):
         self.config = config
 
     @hookimpl
-    def fedllm_wrap_model(self, model):
+    def fedllm_config_from_adapter(self, adapter_config: dict[str, Any]) -> dict[str, Any] | None:
+        targets = adapter_config.get("target_modules")
+        return {"name": "lora", "r": adapter_config["r"],
+                "alpha": adapter_config["lora_alpha"], "dropout": 0.0,
+                "target_modules": sorted(targets) if isinstance(targets, list) else targets,
+                "use_rslora": bool(adapter_config.get("use_rslora", False))}
+
+    @hookimpl
+    def fedllm_wrap_model(self, ctx: RunContext, model: Any) -> Any:
         import peft
 
         c = self.config

@@ -30,14 +30,25 @@ exceed it is refused before any client trains.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
-from fedllm import ClientUpdate, Plugin, PluginConfig, hookimpl
+from fedllm import ClientUpdate, Plugin, PluginConfig, Privacy, hookimpl
 from fedllm.errors import FedLLMError
+from fedllm.messages import Params
 
-from .mechanisms import calibrate_noise_multiplier, clip_, derive_seed, gaussian_like, rdp_epsilon
+from .mechanisms import (
+    calibrate_noise_multiplier,
+    clip_,
+    derive_seed,
+    gaussian_like,
+    rdp_epsilon,
+)
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
 
 NAME = "dp-fedavg"
 
@@ -63,7 +74,7 @@ class DPFedAvgConfig(PluginConfig):
         return self
 
 
-class DPFedAvg:
+class DPFedAvg(Privacy):
     """Server-side clip + noise on the sum + fixed denominator; RDP accounting per round."""
 
     def __init__(self, config: DPFedAvgConfig):
@@ -74,8 +85,7 @@ class DPFedAvg:
     def cohort_params(self, ctx, cohort: str) -> tuple[int, float, float]:
         """(K, q, z) for a cohort: K = min(clients_per_round, cohort size), q = K/N."""
         if cohort not in self._cohorts:
-            members = (ctx.extra.get("cohorts") or {}).get(cohort)
-            n = len(members) if members else len(ctx.dataset.clients)
+            n = ctx.num_clients(cohort)
             k = min(ctx.config.clients_per_round, n)
             q = k / n
             z = self.config.noise_multiplier
@@ -92,7 +102,19 @@ class DPFedAvg:
                            delta=self.config.delta)
 
     @hookimpl
-    def fedllm_privatize_updates(self, ctx, cohort, round, global_params, updates, clients):
+    def fedllm_check(self, ctx: RunContext) -> list[str] | None:
+        """Calibrate z for every cohort now, so an impossible budget stops the run up front."""
+        try:
+            for cohort in ctx.cohorts:
+                self.cohort_params(ctx, cohort)
+        except FedLLMError as exc:
+            return [str(exc)]
+        return None
+
+    @hookimpl
+    def fedllm_privatize_updates(self, ctx: RunContext, cohort: str, round: int,
+                                 global_params: Params, updates: Iterator[ClientUpdate],
+                                 clients: list[str]) -> Iterator[ClientUpdate] | None:
         k, q, z = self.cohort_params(ctx, cohort)
         if len(clients) != k:
             raise FedLLMError(
@@ -129,7 +151,7 @@ class DPFedAvg:
                                metrics=u.metrics, extras=u.extras)
 
     @hookimpl
-    def fedllm_round_end(self, ctx, round, record):
+    def fedllm_round_end(self, ctx: RunContext, round: int, record: dict[str, Any]) -> None:
         per: dict[str, dict[str, Any]] = {}
         for cohort in record.get("cohorts", {}):
             k, q, z = self.cohort_params(ctx, cohort)

@@ -12,10 +12,6 @@ import math
 import random
 import warnings
 
-import torch
-from opacus.accountants import RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
-
 from fedllm.errors import ConfigError
 from fedllm.messages import Params
 
@@ -52,6 +48,8 @@ def derive_seed(*parts: object) -> int:
 def gaussian_like(tensors: Params, std: float, seed: int) -> Params:
     """N(0, std²) per coordinate, shaped like ``tensors``; drawn on CPU in sorted-name order
     from a generator seeded with ``seed``, so the draw is the same on any device and backend."""
+    import torch
+
     gen = torch.Generator(device="cpu").manual_seed(seed)
     out = {}
     for name in sorted(tensors):
@@ -128,6 +126,8 @@ def rdp_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int,
         return 0.0
     if noise_multiplier <= 0:
         return math.inf
+    from opacus.accountants import RDPAccountant
+
     acc = RDPAccountant()
     acc.history = [(noise_multiplier, sample_rate, steps)]
     return float(acc.get_epsilon(delta=delta))
@@ -137,6 +137,8 @@ def calibrate_noise_multiplier(*, target_epsilon: float, delta: float, sample_ra
                                steps: int, rel_tolerance: float = 0.01) -> float:
     """The noise multiplier z whose ε after ``steps`` is at most ``target_epsilon`` and within
     ``rel_tolerance`` (relative) below it (opacus' binary search)."""
+    from opacus.accountants.utils import get_noise_multiplier
+
     check_epsilon(target_epsilon, "target epsilon")
     check_delta(delta)
     check_rate(sample_rate)

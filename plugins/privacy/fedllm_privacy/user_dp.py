@@ -25,15 +25,31 @@ accounting, not an RDP accountant; see ``dp-fedavg`` for that).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from fedllm import Plugin, PluginConfig, hookimpl
-from fedllm.errors import ConfigError
+from fedllm import (
+    ClientInstruction,
+    ClientUpdate,
+    Plugin,
+    PluginConfig,
+    Privacy,
+    hookimpl,
+)
+from fedllm.errors import ConfigError, FedLLMError
 
-from .mechanisms import (clip_, derive_seed, gaussian_like, paper_epsilon, paper_sensitivity,
-                         paper_sigma)
+from .mechanisms import (
+    clip_,
+    derive_seed,
+    gaussian_like,
+    paper_epsilon,
+    paper_sensitivity,
+    paper_sigma,
+)
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
 
 NAME = "user-dp"
 NORM_KEY = f"{NAME}/update_norm"
@@ -60,7 +76,7 @@ class UserDPConfig(PluginConfig):
         None, gt=0, description="N for calibration; None: the number of clients in the dataset.")
 
 
-class UserDP:
+class UserDP(Privacy):
     """Client-side clip + Gaussian noise; reports σ, ε so far and per-client update norms."""
 
     def __init__(self, config: UserDPConfig):
@@ -105,7 +121,19 @@ class UserDP:
     # -- hooks ----------------------------------------------------------------------------
 
     @hookimpl
-    def fedllm_privatize(self, ctx, instruction, update):
+    def fedllm_check(self, ctx: RunContext) -> list[str] | None:
+        """Calibration needs N and |D|: report what is missing before the run starts."""
+        if ctx.dataset is None and self.config.sigma is None:
+            return None  # the dataset failed to load; that problem is reported already
+        try:
+            self.resolve(ctx)
+        except FedLLMError as exc:
+            return [str(exc)]
+        return None
+
+    @hookimpl
+    def fedllm_privatize(self, ctx: RunContext, instruction: ClientInstruction,
+                         update: ClientUpdate) -> None:
         sigma = self.resolve(ctx)
         glob = instruction.params
         delta = update.delta(glob)
@@ -119,7 +147,7 @@ class UserDP:
         update.metrics[NORM_KEY] = norm
 
     @hookimpl
-    def fedllm_round_end(self, ctx, round, record):
+    def fedllm_round_end(self, ctx: RunContext, round: int, record: dict[str, Any]) -> None:
         sigma = self.resolve(ctx)
         norms = [c[NORM_KEY] for co in record.get("cohorts", {}).values()
                  for c in co.get("clients", {}).values() if NORM_KEY in c]

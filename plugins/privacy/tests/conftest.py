@@ -12,12 +12,14 @@ def _fake_ctx(*, clients=10, samples=200, k=3, rounds=10, lr=5e-3, seed=0, datas
           if dataset else None)
     cfg = SimpleNamespace(clients_per_round=k, rounds=rounds, seed=seed,
                           train=SimpleNamespace(lr=lr))
-    return SimpleNamespace(config=cfg, dataset=ds, extra={},
+    cohorts = {"global": list(ds.clients)} if ds is not None else {}
+    return SimpleNamespace(config=cfg, dataset=ds, cohorts=cohorts,
+                           num_clients=lambda cohort: clients,
                            console=SimpleNamespace(print=lambda *a, **kw: None))
 
 
 @pytest.fixture
 def fake_ctx():
     """``fake_ctx(clients=, samples=, k=, rounds=, lr=, seed=, dataset=)`` → a ctx stand-in with
-    the fields the privacy plugins read (config, dataset, extra, console)."""
+    the fields the privacy plugins read (config, dataset, cohorts, num_clients, console)."""
     return _fake_ctx

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
+
 import pytest
 import torch
 
 from fedllm.errors import ConfigError
 from fedllm.messages import ClientInstruction, ClientUpdate
-from fedllm_privacy.mechanisms import (calibrate_noise_multiplier, clip_, l2_norm, paper_sensitivity,
-                                       paper_sigma, rdp_epsilon)
+from fedllm.testing import call
+from fedllm_privacy.mechanisms import (
+    calibrate_noise_multiplier,
+    clip_,
+    l2_norm,
+    paper_sensitivity,
+    paper_sigma,
+    rdp_epsilon,
+)
 from fedllm_privacy.user_dp import UserDP, UserDPConfig
 
 
@@ -24,7 +32,7 @@ def user_round(ctx, cfg: UserDPConfig, delta: dict, seed: int = 7):
                             seed=seed)
     upd = ClientUpdate(client_id="c0", num_samples=5,
                        params={k: glob[k] + v for k, v in delta.items()})
-    UserDP(cfg).fedllm_privatize(ctx=ctx, instruction=ins, update=upd)
+    call(UserDP(cfg), "fedllm_privatize", ctx=ctx, instruction=ins, update=upd)
     return {k: upd.params[k] - glob[k] for k in glob}, upd
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from types import SimpleNamespace
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -31,6 +31,11 @@ from fedllm.errors import ConfigError, DataError, FedLLMError
 from .sft import check_max_length, check_messages
 from .steps import DynamicSteps, StepsConfig
 from .templates import encode_prompts, render
+
+if TYPE_CHECKING:
+    import torch
+
+    from fedllm.context import RunContext
 
 
 class DPOConfig(StepsConfig):
@@ -131,11 +136,12 @@ class DPO(DynamicSteps):
             raise ConfigError(str(exc)) from None
 
     @hookimpl
-    def fedllm_prompt(self, ctx, messages):
+    def fedllm_prompt(self, ctx: RunContext, messages: list[dict[str, str]]) -> str:
         return render(self.config.template, messages, ctx.tokenizer)
 
     @hookimpl
-    def fedllm_encode(self, ctx, batch, split):
+    def fedllm_encode(self, ctx: RunContext, batch: dict[str, list[Any]],
+                      split: str) -> dict[str, list[Any]]:
         c = self.config
         check_max_length(ctx, c.max_length)
         for field in ("prompt", "chosen", "rejected"):
@@ -180,7 +186,8 @@ class DPO(DynamicSteps):
     # -- training ---------------------------------------------------------------------------
 
     @hookimpl
-    def fedllm_collate(self, ctx, examples):
+    def fedllm_collate(self, ctx: RunContext,
+                       examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if self._collator is None:
             from trl.trainer.dpo_trainer import DataCollatorForPreference
 
@@ -206,7 +213,8 @@ class DPO(DynamicSteps):
         return _TrlDPO(self.config, ctx.accelerator)
 
     @hookimpl
-    def fedllm_loss(self, ctx, model, batch):
+    def fedllm_loss(self, ctx: RunContext, model: Any, batch: dict[str, torch.Tensor]
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         if self._loss is None:
             self._loss = self._prepare(ctx, model)
         return self._loss(model, batch)

@@ -14,9 +14,8 @@ Two sample shapes, both trained on the answer only:
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import Field
 
 from fedllm import Plugin, hookimpl
@@ -24,6 +23,11 @@ from fedllm.errors import ConfigError, DataError
 
 from .steps import DynamicSteps, StepsConfig
 from .templates import ALPACA_INPUT, encode_prompts, render, vicuna_segments
+
+if TYPE_CHECKING:
+    import torch
+
+    from fedllm.context import RunContext
 
 IGNORE = -100
 ROLES = ("system", "user", "assistant")
@@ -43,6 +47,8 @@ class SFTConfig(StepsConfig):
 def pad_batch(examples: list[dict[str, Any]], pad_id: int, keys=("input_ids", "labels"),
               side: str = "right") -> dict[str, torch.Tensor]:
     """Pad token-id lists to the longest example; labels pad with -100."""
+    import torch
+
     longest = max(len(e["input_ids"]) for e in examples)
     out: dict[str, list[list[int]]] = {k: [] for k in keys}
     out["attention_mask"] = []
@@ -70,11 +76,12 @@ class SFT(DynamicSteps):
                       ctx.tokenizer)
 
     @hookimpl
-    def fedllm_prompt(self, ctx, messages):
+    def fedllm_prompt(self, ctx: RunContext, messages: list[dict[str, str]]) -> str:
         return render(self.config.template, messages, ctx.tokenizer)
 
     @hookimpl
-    def fedllm_encode(self, ctx, batch, split):
+    def fedllm_encode(self, ctx: RunContext, batch: dict[str, list[Any]],
+                      split: str) -> dict[str, list[Any]]:
         check_max_length(ctx, self.config.max_length)
         cids = batch["client_id"]
         convs = batch.get("messages") or [None] * len(cids)
@@ -161,11 +168,13 @@ class SFT(DynamicSteps):
         return label_spans(tok, text, spans)
 
     @hookimpl
-    def fedllm_collate(self, ctx, examples):
+    def fedllm_collate(self, ctx: RunContext,
+                       examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         return pad_batch(examples, ctx.tokenizer.pad_token_id)
 
     @hookimpl
-    def fedllm_loss(self, model, batch):
+    def fedllm_loss(self, ctx: RunContext, model: Any, batch: dict[str, torch.Tensor]
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                     labels=batch["labels"])
         return out.loss, {}

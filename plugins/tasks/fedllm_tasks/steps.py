@@ -8,11 +8,14 @@ A client is expected to be sampled ``R·K/N`` times in a run, so giving it
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from fedllm import PluginConfig, hookimpl
+from fedllm import PluginConfig, Task, hookimpl
+
+if TYPE_CHECKING:
+    from fedllm.context import RunContext
 
 
 def dynamic_local_steps(num_samples: int, *, rounds: int, clients_per_round: int,
@@ -38,13 +41,23 @@ class StepsConfig(PluginConfig):
         "local_steps: dynamic.")
 
 
-class DynamicSteps:
-    """Mixin: the ``fedllm_local_steps`` hook of a task whose config is a StepsConfig."""
+class DynamicSteps(Task):
+    """Base of this package's tasks: ``fedllm_local_steps`` from a StepsConfig, and the check
+    of ``max_length`` against the model's context."""
 
     config: StepsConfig
 
     @hookimpl
-    def fedllm_local_steps(self, ctx, client_id, num_samples):
+    def fedllm_check(self, ctx: RunContext) -> list[str] | None:
+        limit = ctx.model_info.max_position_embeddings if ctx.model_info else None
+        max_length = getattr(self.config, "max_length", None)
+        if limit and max_length and max_length > limit:
+            return [f"task.max_length: {max_length} exceeds the model's context of {limit} "
+                    f"tokens (max_position_embeddings); allowed: 8..{limit}"]
+        return None
+
+    @hookimpl
+    def fedllm_local_steps(self, ctx: RunContext, client_id: str, num_samples: int) -> int | None:
         if self.config.local_steps != "dynamic":
             return None
         cfg = ctx.config

@@ -53,7 +53,7 @@ def completion_logps(model, batch):
 
 def client_batch(ctx, cid="judge0"):
     data = ctx.client_data(cid).to_list()
-    return ctx.hook.fedllm_collate(ctx=ctx, examples=data)
+    return ctx.call("fedllm_collate", examples=data)
 
 
 def test_loss_matches_closed_form_and_is_ln2_with_zero_adapter(engine):
@@ -65,7 +65,7 @@ def test_loss_matches_closed_form_and_is_ln2_with_zero_adapter(engine):
         for name, p in ctx.trainable.items():
             p.copy_(torch.randn_like(p) * 0.3)
     model.train()
-    loss, metrics = ctx.hook.fedllm_loss(ctx=ctx, model=model, batch=batch)
+    loss, metrics = ctx.call("fedllm_loss", model=model, batch=batch)
     assert loss.requires_grad
     with torch.no_grad():
         pol = completion_logps(model, batch)
@@ -83,7 +83,7 @@ def test_loss_matches_closed_form_and_is_ln2_with_zero_adapter(engine):
     with torch.no_grad():
         for p in ctx.trainable.values():
             p.zero_()
-    loss, metrics = ctx.hook.fedllm_loss(ctx=ctx, model=model, batch=batch)
+    loss, metrics = ctx.call("fedllm_loss", model=model, batch=batch)
     assert float(loss) == pytest.approx(math.log(2), abs=1e-6)
     assert metrics["reward_margin"] == pytest.approx(0.0, abs=1e-6)
     model.eval()
@@ -100,7 +100,7 @@ def test_few_steps_grow_the_margin_and_leave_the_reference_alone(engine):
     model.train()
     margins, losses = [], []
     for _ in range(8):
-        loss, m = ctx.hook.fedllm_loss(ctx=ctx, model=model, batch=batch)
+        loss, m = ctx.call("fedllm_loss", model=model, batch=batch)
         margins.append(m["reward_margin"])
         losses.append(float(loss))
         loss.backward()

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from fedllm.testing import call
 from fedllm_tasks.dpo import DPO, DPOConfig
 from fedllm_tasks.sft import SFT, SFTConfig
 from fedllm_tasks.steps import dynamic_local_steps
@@ -27,7 +28,7 @@ def fake_ctx(rounds, k, n, batch, accum):
 def test_table7_chatbotpa_step_counts(n_k, steps):
     ctx = fake_ctx(200, 10, 747, 8, 1)
     task = DPO(DPOConfig(local_steps="dynamic"))
-    assert task.fedllm_local_steps(ctx=ctx, client_id="c0", num_samples=n_k) == steps
+    assert call(task, "fedllm_local_steps", ctx=ctx, client_id="c0", num_samples=n_k) == steps
 
 
 def test_formula_uses_grad_accum_epochs_and_caps_k_at_n():
@@ -41,7 +42,7 @@ def test_formula_uses_grad_accum_epochs_and_caps_k_at_n():
 
 def test_fixed_is_the_default_and_defers_to_train_local_steps():
     ctx = fake_ctx(200, 10, 747, 8, 1)
-    assert SFT(SFTConfig()).fedllm_local_steps(ctx=ctx, client_id="c0", num_samples=100) is None
+    assert call(SFT(SFTConfig()), "fedllm_local_steps", ctx=ctx, client_id="c0", num_samples=100) is None
 
 
 def test_the_engine_runs_each_client_its_own_step_count(tmp_path):

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from fedllm.errors import ConfigError, DataError
+from fedllm.testing import call
 from fedllm.tiny import build_tokenizer
 from fedllm_tasks.sft import IGNORE, SFT, SFTConfig
 
@@ -34,7 +35,7 @@ def make_ctx(template=None):
 def encode(ctx, template, conversations, **cfg):
     task = SFT(SFTConfig(template=template, **cfg))
     batch = {"client_id": ["c"] * len(conversations), "messages": conversations}
-    return task.fedllm_encode(ctx=ctx, batch=batch, split="train")
+    return call(task, "fedllm_encode", ctx=ctx, batch=batch, split="train")
 
 
 def labelled_runs(ids, labels):
@@ -92,7 +93,7 @@ def test_single_and_multi_turn_samples_mix_and_keep_their_order():
              "messages": [None, CONV[1:3], None],
              "instruction": ["Say yes.", None, "Say no."],
              "response": ["Yes.", None, "No."]}
-    out = task.fedllm_encode(ctx=ctx, batch=batch, split="train")
+    out = call(task, "fedllm_encode", ctx=ctx, batch=batch, split="train")
     assert out["client_id"] == ["a", "b", "c"]
     tok = ctx.tokenizer
     learned = [tok.decode([t for t in lab if t != IGNORE]) for lab in out["labels"]]
@@ -105,7 +106,7 @@ def test_one_turn_conversation_encodes_like_an_instruction_sample(template):
     task = SFT(SFTConfig(template=template))
     batch = {"client_id": ["a", "b"], "messages": [CONV[1:3], None],
              "instruction": [None, "Hi there"], "response": [None, "Hello!"]}
-    out = task.fedllm_encode(ctx=ctx, batch=batch, split="train")
+    out = call(task, "fedllm_encode", ctx=ctx, batch=batch, split="train")
     n = len(out["input_ids"][1])
     assert out["input_ids"][0][:n] == out["input_ids"][1]
     assert out["labels"][0][:n] == out["labels"][1]

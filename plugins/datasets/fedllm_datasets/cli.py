@@ -1,5 +1,8 @@
 """``fedllm data stats|show``: FedLLM-Bench's Table 1 for any dataset plugin, and a peek at a
-client's samples. The dataset is built exactly as a run builds it (same config, same cache)."""
+client's samples. The dataset is built exactly as a run builds it (same config, same cache).
+
+Contributed to the ``fedllm`` CLI by this distribution's ``fedllm.commands`` entry point; the
+module imports only click, so ``fedllm --help`` stays instant."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Any
 
 import click
 
+from fedllm import Command, Plugin, hookimpl
 from fedllm.errors import ConfigError, FedLLMError
 
 _CONFIG = click.option("--config", "config", type=click.Path(dir_okay=False, exists=True),
@@ -21,6 +25,7 @@ def load_dataset(name: str, config: str | None, overrides: list[str]):
     """Resolve a run config with ``dataset.name=name`` and call the dataset hook."""
     from fedllm.config import build_config, resolve
     from fedllm.context import build_context
+    from fedllm.context import load_dataset as load
 
     data = build_config(config, list(overrides))
     section = data.get("dataset")
@@ -28,11 +33,7 @@ def load_dataset(name: str, config: str | None, overrides: list[str]):
         section = {}
     data["dataset"] = {**section, "name": name}
     resolved = resolve(data)
-    ctx = build_context(resolved)
-    ds = ctx.hook.fedllm_load_dataset(ctx=ctx)
-    if ds is None:
-        raise FedLLMError(f"dataset {name!r} returned no dataset from fedllm_load_dataset")
-    return resolved, ds
+    return resolved, load(build_context(resolved))
 
 
 def _texts(batch: dict[str, list], n: int) -> tuple[list[str], list[str]]:
@@ -117,67 +118,85 @@ def write_plots(stats: dict[str, Any], name: str, out: Path) -> list[Path]:
     return [q, ln]
 
 
-def register(main: click.Group) -> None:
+class DataCommands(Command):
+    def __init__(self, config):
+        self.config = config
+
+    @hookimpl
+    def fedllm_register_commands(self, cli: click.Group) -> None:
+        cli.add_command(data)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def data() -> None:
+    """Inspect federated datasets: FedLLM-Bench Table 1 statistics, client samples."""
+
+
+def _out():
     from rich.console import Console
+
+    return Console()
+
+
+@data.command()
+@click.argument("dataset")
+@_CONFIG
+@_SET
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".",
+              show_default=True, help="Directory for the PNG plots and stats JSON.")
+def stats(dataset, config, overrides, out_dir) -> None:
+    """Print Table 1 (clients, samples, lengths) of DATASET and plot its distributions."""
     from rich.table import Table
 
-    out = Console()
+    from fedllm.model import load_tokenizer
 
-    @main.group()
-    def data() -> None:
-        """Inspect federated datasets: FedLLM-Bench Table 1 statistics, client samples."""
+    resolved, ds = load_dataset(dataset, config, list(overrides))
+    tok = load_tokenizer(resolved.run.model)
+    st = compute_stats(ds, tok)
+    t = Table(title=f"{dataset} (tokenizer: {resolved.run.model.name_or_path})")
+    for col in ("clients", "samples", "samples / client", "instruction tokens",
+                "response tokens"):
+        t.add_column(col, justify="right")
+    f = lambda d: f"{d['mean']:.1f} ± {d['std']:.1f}"  # noqa: E731
+    t.add_row(str(st["clients"]), str(st["samples"]), f(st["samples_per_client"]),
+              f(st["instruction_tokens"]), f(st["response_tokens"]))
+    _out().print(t)
+    safe = dataset.replace("/", "_")
+    paths = write_plots(st, safe, Path(out_dir))
+    blob = {k: v for k, v in st.items() if not k.startswith("_")}
+    blob["dataset"] = dataset
+    (Path(out_dir) / f"{safe}-stats.json").write_text(json.dumps(blob, indent=2) + "\n")
+    _out().print(f"plots: {', '.join(map(str, paths))}", highlight=False)
 
-    @data.command()
-    @click.argument("dataset")
-    @_CONFIG
-    @_SET
-    @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".",
-                  show_default=True, help="Directory for the PNG plots and stats JSON.")
-    def stats(dataset, config, overrides, out_dir) -> None:
-        """Print Table 1 (clients, samples, lengths) of DATASET and plot its distributions."""
-        from fedllm.model import load_tokenizer
 
-        resolved, ds = load_dataset(dataset, config, list(overrides))
-        tok = load_tokenizer(resolved.run.model)
-        st = compute_stats(ds, tok)
-        t = Table(title=f"{dataset} (tokenizer: {resolved.run.model.name_or_path})")
-        for col in ("clients", "samples", "samples / client", "instruction tokens",
-                    "response tokens"):
-            t.add_column(col, justify="right")
-        f = lambda d: f"{d['mean']:.1f} ± {d['std']:.1f}"  # noqa: E731
-        t.add_row(str(st["clients"]), str(st["samples"]), f(st["samples_per_client"]),
-                  f(st["instruction_tokens"]), f(st["response_tokens"]))
-        out.print(t)
-        safe = dataset.replace("/", "_")
-        paths = write_plots(st, safe, Path(out_dir))
-        blob = {k: v for k, v in st.items() if not k.startswith("_")}
-        blob["dataset"] = dataset
-        (Path(out_dir) / f"{safe}-stats.json").write_text(json.dumps(blob, indent=2) + "\n")
-        out.print(f"plots: {', '.join(map(str, paths))}", highlight=False)
+@data.command()
+@click.argument("dataset")
+@click.option("--client", "client", required=True, help="The client id to show.")
+@click.option("-n", "count", type=click.IntRange(min=1), default=3, show_default=True,
+              help="How many samples.")
+@click.option("--split", type=click.Choice(["train", "heldout"]), default="train",
+              show_default=True)
+@_CONFIG
+@_SET
+def show(dataset, client, count, split, config, overrides) -> None:
+    """Print a few samples of one client of DATASET (and its metadata)."""
+    from fedllm.data import CLIENT
 
-    @data.command()
-    @click.argument("dataset")
-    @click.option("--client", "client", required=True, help="The client id to show.")
-    @click.option("-n", "count", type=click.IntRange(min=1), default=3, show_default=True,
-                  help="How many samples.")
-    @click.option("--split", type=click.Choice(["train", "heldout"]), default="train",
-                  show_default=True)
-    @_CONFIG
-    @_SET
-    def show(dataset, client, count, split, config, overrides) -> None:
-        """Print a few samples of one client of DATASET (and its metadata)."""
-        from fedllm.data import CLIENT
+    _, ds = load_dataset(dataset, config, list(overrides))
+    if client not in ds.clients:
+        ids = list(ds.clients)
+        raise ConfigError(f"--client: {client!r} is not a client of {dataset}; it has "
+                          f"{len(ids)} clients, e.g. {', '.join(ids[:10])}")
+    table = ds.train if split == "train" else ds.heldout
+    if table is None:
+        raise FedLLMError(f"{dataset} has no held-out split (set dataset.heldout > 0)")
+    rows = table.filter(lambda c: c == client, input_columns=CLIENT)
+    _out().print(f"client {client}: {json.dumps(ds.clients[client], ensure_ascii=False)}",
+              highlight=False)
+    for i in range(min(count, len(rows))):
+        _out().print(json.dumps(rows[i], ensure_ascii=False, indent=2), highlight=False)
 
-        _, ds = load_dataset(dataset, config, list(overrides))
-        if client not in ds.clients:
-            ids = list(ds.clients)
-            raise ConfigError(f"--client: {client!r} is not a client of {dataset}; it has "
-                              f"{len(ids)} clients, e.g. {', '.join(ids[:10])}")
-        table = ds.train if split == "train" else ds.heldout
-        if table is None:
-            raise FedLLMError(f"{dataset} has no held-out split (set dataset.heldout > 0)")
-        rows = table.filter(lambda c: c == client, input_columns=CLIENT)
-        out.print(f"client {client}: {json.dumps(ds.clients[client], ensure_ascii=False)}",
-                  highlight=False)
-        for i in range(min(count, len(rows))):
-            out.print(json.dumps(rows[i], ensure_ascii=False, indent=2), highlight=False)
+
+plugin = Plugin(kind="command", name="data", factory=DataCommands,
+                description="`fedllm data stats|show`: dataset statistics (FedLLM-Bench Table 1) "
+                "and client samples.")
