@@ -148,7 +148,7 @@ def main() -> int:
             if memory[algo] is None:
                 return 1
 
-    adapter_mb = next(iter(timing.values()))["adapter_bytes"] / 2**20
+    adapter_mb = next(iter(timing.values()))["adapter_bytes"] / 2**20  # type: ignore[index]
     head = (f"{'algorithm':<12}{'s/round':>9}{'round s (each)':>24}{'peak RSS MB':>13}"
             f"{'RSS after setup':>17}{'client state on disk MB':>25}")
 
@@ -167,7 +167,7 @@ def main() -> int:
     print(f"\n2. memory check: {args.memory_per_round} clients per round, "
           f"{args.memory_rounds} rounds; {common}\n")
     table(memory)
-    fa, sc = memory["fedavg"]["peak_rss_mb"], memory["scaffold"]["peak_rss_mb"]
+    fa, sc = memory["fedavg"]["peak_rss_mb"], memory["scaffold"]["peak_rss_mb"]  # type: ignore[index]
     in_ram = min(args.clients, args.memory_per_round * args.memory_rounds) * adapter_mb
     ok = sc <= 1.10 * fa
     print(f"\nSCAFFOLD peak / FedAvg peak = {sc:.0f} / {fa:.0f} MB = {sc / fa:.3f} "

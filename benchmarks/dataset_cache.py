@@ -26,8 +26,9 @@ def write_arena(path: Path, n: int = 33_000, seed: int = 0) -> None:
             winner = rng.choice(["model_a", "model_b", "model_a", "model_b", "tie",
                                  "tie (bothbad)"])
             prompt = f"question {q}: " + " ".join(rng.choice("abcdefgh") * 3 for _ in range(30))
-            conv = lambda side: [{"content": prompt, "role": "user"},  # noqa: E731
-                                 {"content": f"{side} answer {q} " * 20, "role": "assistant"}]
+            def conv(side, prompt=prompt, q=q):
+                return [{"content": prompt, "role": "user"},
+                        {"content": f"{side} answer {q} " * 20, "role": "assistant"}]
             f.write(json.dumps({
                 "question_id": f"{q:032x}", "model_a": "vicuna-13b", "model_b": "koala-13b",
                 "winner": winner, "judge": f"arena_user_{j}", "conversation_a": conv("a"),
@@ -53,7 +54,8 @@ def main() -> None:
             print(f"cached={ds.info['cached']}: {len(ds.clients)} clients, "
                   f"{len(ds.train)} train + {len(ds.heldout)} held-out pairs, "
                   f"{times[-1]:.2f} s")
-        print(f"source {src.stat().st_size / 1e6:.1f} MB; cache speed-up {times[0] / times[1]:.1f}x")
+        print(f"source {src.stat().st_size / 1e6:.1f} MB; cache speed-up "
+              f"{times[0] / times[1]:.1f}x")
 
 
 if __name__ == "__main__":

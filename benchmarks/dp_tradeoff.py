@@ -31,7 +31,7 @@ DELTA = 1e-4
 
 
 def settings(mechanisms: list[str], clip: float) -> list[tuple[str, list[dict]]]:
-    out = [("no DP", [])]
+    out: list[tuple[str, list]] = [("no DP", [])]
     for mech in mechanisms:
         for eps in EPSILONS:
             out.append((f"{mech} ε={eps:g}", [{"name": mech, "epsilon": eps, "delta": DELTA,

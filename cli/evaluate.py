@@ -10,6 +10,7 @@ declares its ``peft_type``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,8 @@ def _expand(overrides: list[str], names: list[str]) -> list[str]:
     return out
 
 
-def evaluate_target(target: str | Path, evaluators: list[str] = (), overrides: list[str] = (),
+def evaluate_target(target: str | Path, evaluators: Sequence[str] = (),
+                    overrides: Sequence[str] = (),
                     judge_repeats: int | None = None, output: str | Path | None = None,
                     console: Console | None = None) -> dict[str, dict[str, Any]]:
     """Evaluate a run directory or an adapter directory; returns {cohort: {evaluator: scores}}."""
@@ -145,6 +147,7 @@ def results_table(results: dict[str, dict[str, Any]]) -> Table:
                 for sub, x in items:
                     if isinstance(x, bool) or not isinstance(x, (int, float)) and x is not None:
                         continue
-                    t.add_row(cohort, ev, k if sub is None else f"{k}/{sub}",
-                              "-" if x is None else (f"{x:.4g}" if isinstance(x, float) else str(x)))
+                    shown = "-" if x is None else (f"{x:.4g}" if isinstance(x, float)
+                                                   else str(x))
+                    t.add_row(cohort, ev, k if sub is None else f"{k}/{sub}", shown)
     return t

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -282,9 +283,9 @@ def _resolve_one(kind: str, where: str, item: dict[str, Any], errors: list[str],
         errors.append(f"{name_field or where + '.name'}: {exc}")
         return None
     try:
-        return info, info.plugin.Config.model_validate(params)
+        return info, info.loaded.Config.model_validate(params)
     except ValidationError as exc:
-        errors.extend(_errors(where, exc, info.plugin.Config))
+        errors.extend(_errors(where, exc, info.loaded.Config))
         return None
 
 
@@ -328,7 +329,7 @@ def resolve(data: dict[str, Any]) -> ResolvedConfig:
     return ResolvedConfig(run, components)
 
 
-def build_config(path: str | Path | None, overrides: list[str] = ()) -> dict[str, Any]:
+def build_config(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
     data = load_yaml(path) if path else {}
     for assignment in overrides:
         top = assignment.split("=", 1)[0].split(".", 1)[0].strip()

@@ -82,6 +82,20 @@ class RunContext:
         return self.accelerator.device
 
     @property
+    def data(self) -> FederatedDataset:
+        """The dataset, where it must be loaded (an error naming the gap otherwise)."""
+        if self.dataset is None:
+            raise FedLLMError("the dataset is not loaded in this process")
+        return self.dataset
+
+    @property
+    def state(self) -> ClientStateStore:
+        """Per-client state, where a run directory (or a node's store) provides it."""
+        if self.client_state is None:
+            raise FedLLMError("no per-client state store here (no run directory)")
+        return self.client_state
+
+    @property
     def backend(self) -> RunComponent:
         return self.plugins.one("backend")
 
@@ -104,7 +118,8 @@ class RunContext:
         """Call a hook one component answers (its provider); ``None`` if none implements it."""
         return self.plugins.call(hook, **self._args(hook, kwargs))
 
-    def each(self, hook: str, kind: str | None = None, **kwargs: Any) -> list[tuple[RunComponent, Any]]:
+    def each(self, hook: str, kind: str | None = None,
+             **kwargs: Any) -> list[tuple[RunComponent, Any]]:
         """Call a hook on every component (of ``kind``) implementing it, in config order."""
         return self.plugins.each(hook, kind, **self._args(hook, kwargs))
 
@@ -114,7 +129,8 @@ class RunContext:
         """A CPU float32 copy of the adapter (what a client sends, what the server keeps)."""
         import torch
 
-        return {k: p.detach().to("cpu", torch.float32, copy=True) for k, p in self.trainable.items()}
+        return {k: p.detach().to("cpu", torch.float32, copy=True)
+                for k, p in self.trainable.items()}
 
     def set_params(self, params: Params) -> None:
         """Load adapter tensors into the model; every trainable tensor must be given."""
@@ -200,7 +216,7 @@ def load_dataset(ctx: RunContext) -> FederatedDataset:
 
 
 def form_cohorts(ctx: RunContext) -> None:
-    clients = ctx.dataset.client_ids
+    clients = ctx.data.client_ids
     cohorts = ctx.call("fedllm_cohorts", clients=clients) or {DEFAULT_COHORT: clients}
     for name, members in cohorts.items():
         unknown = set(members) - set(clients)
@@ -243,7 +259,7 @@ def load_runtime(ctx: RunContext, *, encode: bool = True) -> None:
 
 
 def encode_dataset(ctx: RunContext) -> None:
-    ds = ctx.dataset
+    ds = ctx.data
     for split, table in (("train", ds.train), ("heldout", ds.heldout)):
         if table is None or len(table) == 0:
             continue
@@ -265,7 +281,7 @@ def _encode_key(ctx: RunContext, split: str) -> str:
     task_info, task_cfg = ctx.resolved.one("task")
     tok = ctx.tokenizer
     blob = json.dumps({
-        "dataset": ctx.dataset.fingerprint,
+        "dataset": ctx.data.fingerprint,
         "split": split,
         "task": [task_info.name, task_info.version, task_cfg.model_dump(mode="json")],
         "tokenizer": [tok.name_or_path, len(tok), tok.bos_token, tok.eos_token,

@@ -23,6 +23,9 @@ Capabilities are attributes with a contract default; a component may set one fro
 in ``__init__`` (FedAdam's weights depend on ``weighted``).
 """
 
+# The hook declarations below have only docstrings: their bodies are never run.
+# mypy: disable-error-code="empty-body"
+
 from __future__ import annotations
 
 import inspect
@@ -57,8 +60,8 @@ class HookInfo:
     mode: Mode
     side: Side
     when: str
-    providers: tuple[str, ...] = ()  #: kinds that may implement it, in precedence order
-    function: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    providers: tuple[str, ...]  #: kinds that may implement it, in precedence order
+    function: Callable[..., Any] = field(compare=False, repr=False)
 
     @property
     def signature(self) -> str:
@@ -202,7 +205,8 @@ class Sampler(Component):
 
 
 class Algorithm(Component):
-    """The federated algorithm: both halves, server rule and client-side terms (``fedllm.algorithms``).
+    """The federated algorithm, both halves: server rule and client-side terms
+    (``fedllm.algorithms``).
 
     Capabilities:
 
@@ -250,7 +254,8 @@ class Algorithm(Component):
     @hook(side="client", when="after local training, before privacy and upload")
     def fedllm_client_end(self, ctx: RunContext, instruction: ClientInstruction,
                           update: ClientUpdate) -> None:
-        """Finish the update: add ``update.extras``, save per-client state (``ctx.client_state``)."""
+        """Finish the update: add ``update.extras``, save per-client state
+        (``ctx.client_state``)."""
 
 
 class Privacy(Component):
@@ -318,7 +323,8 @@ class Judge(Component):
 
 
 class Backend(Component):
-    """Where client updates run: this process, worker processes, Flower SuperNodes (``fedllm.backends``)."""
+    """Where client updates run: this process, worker processes, Flower SuperNodes
+    (``fedllm.backends``)."""
 
     kind = "backend"
 
@@ -371,7 +377,8 @@ GROUPS: dict[str, str] = {
 
 def _collect() -> dict[str, HookInfo]:
     hooks: dict[str, HookInfo] = {}
-    for cls in (Component, *KINDS.values()):
+    classes: list[type[Component]] = [Component, *KINDS.values()]
+    for cls in classes:
         for name, fn in vars(cls).items():
             meta = getattr(fn, "fedllm_contract", None)
             if meta is None or name in hooks:
@@ -420,7 +427,8 @@ def reference_markdown() -> str:
            "`mode`: **one**: the first component in `providers` order that implements the "
            "hook answers; **each**: every implementing component is called, in config order.",
            ""]
-    for cls in (Component, *KINDS.values()):
+    classes: list[type[Component]] = [Component, *KINDS.values()]
+    for cls in classes:
         hooks = [h for h in HOOKS.values() if h.owner == cls.kind]
         out += [f"## {cls.__name__} (`{cls.kind}`)", "", inspect.getdoc(cls) or "", ""]
         if cls is not Component:

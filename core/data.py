@@ -138,6 +138,6 @@ def from_client_samples(
         for name in names:
             cols.setdefault(name, [None] * size)
     train = datasets.Dataset.from_dict(train_cols)
-    held = datasets.Dataset.from_dict(held_cols) if held_cols[CLIENT] else None
+    held_table = datasets.Dataset.from_dict(held_cols) if held_cols[CLIENT] else None
     fp = fingerprint(source, fingerprint_parts, heldout, seed)
-    return FederatedDataset(train=train, heldout=held, clients=clients, fingerprint=fp)
+    return FederatedDataset(train=train, heldout=held_table, clients=clients, fingerprint=fp)

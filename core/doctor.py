@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import os
+from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Group
 from rich.table import Table
@@ -22,7 +24,7 @@ def _version(dist: str) -> str:
 def hardware() -> dict[str, object]:
     import torch
 
-    info: dict[str, object] = {
+    info: dict[str, Any] = {
         "cpu_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "cuda": torch.cuda.is_available(),
@@ -76,13 +78,13 @@ def run_plan(config: str | None, overrides: list[str]) -> Table:
     return t
 
 
-def report(config: str | None = None, overrides: list[str] = ()) -> Group:
+def report(config: str | None = None, overrides: Sequence[str] = ()) -> Group:
     versions = Table(title="stack")
     versions.add_column("package")
     versions.add_column("version")
     for d in STACK:
         versions.add_row(d, _version(d))
-    hw = hardware()
+    hw: dict[str, Any] = hardware()
     hwt = Table(title="hardware")
     hwt.add_column("what")
     hwt.add_column("found")

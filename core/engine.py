@@ -65,13 +65,23 @@ class Engine:
         self.resolved = resolved
         self.cfg = resolved.run
         self.console = console or Console(stderr=True)
-        self.run_dir = run_dir
+        self._run_dir = run_dir
         self.resuming = resume
         self.show_progress = progress
         self.globals: dict[str, Params] = {}
         self.states: dict[str, dict[str, Any]] = {}
         self.cohorts: dict[str, list[str]] = {}
         self.history: list[dict[str, Any]] = []
+
+    @property
+    def run_dir(self) -> RunDir:
+        if self._run_dir is None:
+            raise RunDirError("the run directory does not exist yet")
+        return self._run_dir
+
+    @run_dir.setter
+    def run_dir(self, value: RunDir) -> None:
+        self._run_dir = value
 
     # -- construction ---------------------------------------------------------------------
 
@@ -129,7 +139,7 @@ class Engine:
         # Every random draw is seeded by (run seed, round, client), so no RNG state is needed.
         meta = {"state": meta_state, "cohorts": list(self.cohorts)}
         self.run_dir.save_checkpoint(round, tensors, meta, keep=self.cfg.keep_checkpoints)
-        self.ctx.client_state.mark_checkpoint(round)
+        self.ctx.state.mark_checkpoint(round)
 
     def _restore(self) -> int:
         """Load the last checkpoint; return the first round still to run."""
@@ -150,7 +160,7 @@ class Engine:
                 st.update(meta["state"].get(c, {}))
                 self.states[c] = st
         self.run_dir.truncate_metrics(last)
-        self.ctx.client_state.rollback(last)
+        self.ctx.state.rollback(last)
         self.history = self.run_dir.metrics()
         return last + 1
 
@@ -288,7 +298,7 @@ class Engine:
         self.console.print(f"[bold]fedllm[/] run [cyan]{self.run_dir.path}[/]"
                            + (f" (resuming at round {start + 1})" if start else ""))
         self.console.print("plugins: " + ", ".join(parts), highlight=False)
-        ds = self.ctx.dataset
+        ds = self.ctx.data
         adapter = nbytes(self.globals[next(iter(self.globals))])
         self.console.print(f"data: {len(ds.clients)} clients, {len(ds.train)} training samples"
                            + (f", {len(ds.heldout)} held out" if ds.heldout is not None else "")

@@ -1,4 +1,4 @@
-"""The one evaluation loop, used by the engine every ``eval_every`` rounds and by ``fedllm eval``."""
+"""The one evaluation loop: the engine's every ``eval_every`` rounds and ``fedllm eval``'s."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from . import __version__
 from .contract import GROUPS, HOOKS, KINDS, _Specs, allowed_hooks, capabilities
 from .errors import PluginLoadError, PluginNotFoundError
 
-__all__ = ["GROUPS", "Plugin", "PluginConfig", "PluginInfo", "RunComponent", "Components",
+__all__ = ["GROUPS", "Plugin", "PluginInfo", "RunComponent", "Components",
            "discover", "load", "installed_names", "build", "verify"]
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -98,6 +98,13 @@ class PluginInfo:
     @property
     def description(self) -> str:
         return self.plugin.description if self.plugin else ""
+
+    @property
+    def loaded(self) -> Plugin:
+        """The plugin, for an info that loaded (else the load error)."""
+        if self.plugin is None:
+            raise PluginLoadError(f"{self.kind} {self.name!r} failed to load: {self.error}")
+        return self.plugin
 
 
 # --------------------------------------------------------------------------- discovery
@@ -383,7 +390,8 @@ class Components:
         c = self.provider(hook)
         return None if c is None else c.call(hook, **kwargs)
 
-    def each(self, hook: str, kind: str | None = None, **kwargs: Any) -> list[tuple[RunComponent, Any]]:
+    def each(self, hook: str, kind: str | None = None,
+             **kwargs: Any) -> list[tuple[RunComponent, Any]]:
         """Call an **each** hook on every component (of ``kind``) that implements it, in
         config order; returns ``(component, result)`` pairs."""
         pool = self.of(kind) if kind else self.all

@@ -70,7 +70,7 @@ class RunDir:
 
     def metrics(self) -> list[dict[str, Any]]:
         lines = (self.path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-        return [json.loads(l) for l in lines if l.strip()]
+        return [json.loads(line) for line in lines if line.strip()]
 
     def truncate_metrics(self, last_round: int) -> None:
         """Drop records of rounds after ``last_round`` (they will be recomputed)."""

@@ -107,7 +107,7 @@ def test_every_client_has_its_samples():
 }
 
 _CONFIG_FIELDS = {
-    "algorithm": '    step: float = Field(1.0, ge=0, description="Server step size (1: FedAvg).")\n',
+    "algorithm": '    step: float = Field(1.0, ge=0, description="Server step (1: FedAvg).")\n',
     "sampler": '    every: int = Field(2, ge=1, description="Train every n-th client, in turn.")\n',
     "evaluator": "",
     "dataset": '    clients: int = Field(4, ge=1, description="Number of clients.")\n'
@@ -198,7 +198,7 @@ def _files(kind: str, name: str, module: str) -> dict[str, str]:
         "        self.config = config\n\n"
         f"{body.lstrip(chr(10))}\n\n"
         f'plugin = Plugin(kind="{kind}", name=NAME, factory={cls}, Config={cls}Config,\n'
-        f'                description="{cls}: {article} {kind} plugin (describe it in one line).")\n')
+        f'                description="{cls}: {article} {kind} plugin (say what it does).")\n')
     tests = dedent(f'''\
         """{name}'s tests, written with fedllm's plugin author kit (fedllm.testing)."""
 

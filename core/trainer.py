@@ -27,7 +27,7 @@ def batch_order(indices: list[int], batch_size: int, num_batches: int, seed: int
     rng = random.Random(seed + 1)
     pool: list[int] = []
     for _ in range(num_batches):
-        batch = []
+        batch: list[int] = []
         while len(batch) < batch_size:
             if not pool:
                 pool = indices[:]

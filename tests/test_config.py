@@ -81,7 +81,8 @@ def test_cosine_schedule_matches_reference():
     t = TrainConfig(lr=2e-5, min_lr=1e-6)
     assert lr_at(t, 0, 10) == pytest.approx(2e-5)
     assert lr_at(t, 5, 10) == pytest.approx(1e-6 + 0.5 * (2e-5 - 1e-6))
-    assert lr_at(t, 3, 10) == pytest.approx(1e-6 + 0.5 * (2e-5 - 1e-6) * (1 + math.cos(math.pi * 0.3)))
+    want = 1e-6 + 0.5 * (2e-5 - 1e-6) * (1 + math.cos(math.pi * 0.3))
+    assert lr_at(t, 3, 10) == pytest.approx(want)
     with pytest.raises(ValueError, match="min_lr"):
         TrainConfig(lr=1e-5, min_lr=1e-4)
 

@@ -16,7 +16,7 @@ def adapter(run_dir, sub="adapter"):
 def test_run_writes_a_complete_run_directory(tmp_path):
     eng = run_quick(tmp_path, "rounds=3", "train.local_steps=3")
     rd = eng.run_dir.path
-    records = [json.loads(l) for l in (rd / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in records] == [0, 1, 2]
     r0 = records[0]
     sampled = r0["cohorts"]["global"]["sampled"]

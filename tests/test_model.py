@@ -18,7 +18,8 @@ def test_local_model_directory_works_like_a_hub_id(tmp_path):
 def test_unknown_model_fails_clearly(tmp_path):
     from fedllm.errors import FedLLMError
 
-    with pytest.raises(FedLLMError, match="model.name_or_path: 'no-org/no-model' is neither a local directory nor in the"):
+    with pytest.raises(FedLLMError, match="model.name_or_path: 'no-org/no-model' is neither a "
+                       "local directory nor in the"):
         run_quick(tmp_path, "model.name_or_path=no-org/no-model")
     assert not (tmp_path / "r").exists()
 

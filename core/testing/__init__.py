@@ -24,9 +24,9 @@ __all__ = ["component", "call", "quick_overrides", "run_quick"]
 def component(kind: str, name: str, **config: Any) -> RunComponent:
     """The installed component ``kind:name`` built from ``config`` (validated by its Config)."""
     info = load(kind, name)
-    if info.plugin.Config is None:  # a command component: no options
+    if info.loaded.Config is None:  # a command component: no options
         return build(info, None)
-    return build(info, info.plugin.Config.model_validate(config))
+    return build(info, info.loaded.Config.model_validate(config))
 
 
 def call(target: Any, hook: str, **kwargs: Any) -> Any:

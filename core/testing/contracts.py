@@ -95,8 +95,8 @@ class ComponentContract:
         from ..plugins import load
 
         module = load(self.kind, self.name).entry_point.split(":")[0]
-        code = ("import sys, importlib; importlib.import_module(%r); "
-                "print(','.join(m for m in %r if m in sys.modules))" % (module, HEAVY))
+        code = (f"import sys, importlib; importlib.import_module({module!r}); "
+                f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              timeout=120)
         assert out.returncode == 0, out.stderr[-2000:]

@@ -116,8 +116,8 @@ class Cluster(Sampler):
             else:
                 raise ConfigError(
                     f"sampler.families: client {cid!r} has {c.key}={value!r}, which is in no "
-                    f"family; families are {', '.join(c.families)} (or set sampler.unmapped to "
-                    "'own' or 'drop')")
+                    f"family; families are {', '.join(c.families or {})} (or set "
+                    "sampler.unmapped to 'own' or 'drop')")
             name = cohort_name(label)
             if origin.setdefault(name, label) != label:
                 raise ConfigError(f"sampler: clusters {origin[name]!r} and {label!r} both map "

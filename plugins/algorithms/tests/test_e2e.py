@@ -46,7 +46,7 @@ def runs(tmp_path_factory):
 def test_every_algorithm_runs_end_to_end(runs, algo):
     eng = runs[algo]
     run = eng.run_dir.path
-    records = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in records] == [0, 1]
     assert all(math.isfinite(r["train_loss"]) for r in records)
     assert "heldout-loss" in records[-1]["eval"]["global"]

@@ -122,7 +122,7 @@ def test_fedavg_is_sample_weighted_average():
 
 def test_fedavgm_reference_ema():
     hist = run_rule(FedAvgM(FedAvgMConfig()))
-    for (got, state), want in zip(hist, oracle_fedavgm()):
+    for (got, _state), want in zip(hist, oracle_fedavgm()):
         close(got, want)
     # by hand: round 0 m = Δ = [-1.25, 0.25, 0.25];
     # round 1 (n = 2, 5, 1) Δ = [(1 + 7.5)/8, (−2 + 5 + 0.2)/8, (0.2 − 1.5)/8]

@@ -60,7 +60,8 @@ class AyaConfig(SourceConfig):
     def _known(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("must name at least one language code")
-        out, bad = [], []
+        out: list = []
+        bad: list = []
         for code in v:
             code3 = ALIASES.get(code.lower(), code.lower())
             (out if code3 in CODES else bad).append(code3)
@@ -78,7 +79,8 @@ class FedAya(SourceDataset):
     def build(self):
         c = self.config
         ds = load_source(c)
-        require_columns(ds, ["inputs", "targets", "language_code", "user_id"], f"fed-aya source {c.source!r}")
+        require_columns(ds, ["inputs", "targets", "language_code", "user_id"],
+                        f"fed-aya source {c.source!r}")
         found = set(ds.unique("language_code"))
         absent = [x for x in c.languages if x not in found]
         if len(absent) == len(c.languages):
@@ -91,7 +93,8 @@ class FedAya(SourceDataset):
             ds = ds.add_column("language", ds["language_code"])
         ds = ds.rename_columns(cols)
         return finish(ds, c, min_samples=c.min_samples, what="fed-aya",
-                      fields=["instruction", "response"], meta_columns=["language", "language_code"],
+                      fields=["instruction", "response"],
+                      meta_columns=["language", "language_code"],
                       info={"task": "sft", "languages_absent": absent})
 
     @hookimpl

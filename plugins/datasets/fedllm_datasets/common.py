@@ -43,7 +43,8 @@ class SourceConfig(PluginConfig):
 
     source: str = Field(..., description="Hugging Face dataset id, or a local file / directory "
                         "holding the same columns (JSON, JSONL, CSV, Parquet).")
-    subset: str | None = Field(None, description="The source's configuration name, if it has several.")
+    subset: str | None = Field(None, description="The source's configuration name, if it has "
+                               "several.")
     split: str = Field("train", description="The source split to build clients from.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to "
                                  "pin; part of the cache key. Ignored for local paths.")
@@ -151,7 +152,7 @@ def keep_clients(ds: datasets.Dataset, min_samples: int, what: str,
     """Keep clients with at least ``min_samples`` rows; error (with counts) if none is left."""
     if len(ds) == 0:
         raise DataError(f"{what}: no samples are left after filtering, so there are no clients")
-    ids = column(ds, CLIENT).astype(str)
+    ids: Any = column(ds, CLIENT).astype(str)
     keys, counts = np.unique(ids, return_counts=True)
     kept = {k: int(n) for k, n in zip(keys.tolist(), counts.tolist()) if n >= min_samples}
     if not kept:
@@ -169,7 +170,7 @@ def split_heldout(ds: datasets.Dataset, heldout: float, seed: int
     depends only on seed and client id, so adding a client never changes another's split."""
     if heldout <= 0:
         return ds, None
-    ids = column(ds, CLIENT).astype(str)
+    ids: Any = column(ds, CLIENT).astype(str)
     order = np.argsort(ids, kind="stable")
     keys, starts = np.unique(ids[order], return_index=True)
     ends = [*starts[1:].tolist(), len(ids)]
@@ -185,7 +186,7 @@ def split_heldout(ds: datasets.Dataset, heldout: float, seed: int
             held.extend(rows[random.Random(f"{seed}:{cid}").sample(range(n), k)].tolist())
     if not held:
         return ds, None
-    mask = np.zeros(len(ids), dtype=bool)
+    mask: Any = np.zeros(len(ids), dtype=bool)
     mask[held] = True
     return ds.select(np.flatnonzero(~mask)), ds.select(np.flatnonzero(mask))
 
@@ -195,7 +196,7 @@ def client_metadata(ds: datasets.Dataset, counts: dict[str, int], meta_columns: 
     """Clients in id order, each with its sample count and, per metadata column, the most
     frequent value among its samples (e.g. an annotator's language)."""
     meta_columns = [m for m in meta_columns if m in ds.column_names]
-    ids = column(ds, CLIENT).astype(str)
+    ids: Any = column(ds, CLIENT).astype(str)
     out: dict[str, dict[str, Any]] = {cid: {"samples": counts[cid]} for cid in sorted(counts)}
     for m in meta_columns:
         vals = column(ds, m).tolist()
@@ -290,6 +291,7 @@ def _build_and_store(name, c, build, fp, path) -> FederatedDataset:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     out = _load_cached(path)
+    assert out is not None  # just written
     out.info["cached"] = False
     return out
 

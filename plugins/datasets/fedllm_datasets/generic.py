@@ -76,8 +76,9 @@ class HfConfig(SourceConfig):
             raise ValueError("partitioner 'natural' needs id_column (the column naming clients)")
         unknown = set(self.columns) - set(FORMATS[self.format]) - set(OPTIONAL[self.format])
         if unknown:
+            allowed = FORMATS[self.format] + OPTIONAL[self.format]
             raise ValueError(f"columns: unknown task field(s) {sorted(unknown)} for format "
-                             f"{self.format!r}; allowed {FORMATS[self.format] + OPTIONAL[self.format]}")
+                             f"{self.format!r}; allowed {allowed}")
         return self
 
 
@@ -111,17 +112,20 @@ def _ultrafeedback(batch):
 
 #: Checked in order; the first match names the sample's programming language.
 _CODE_LANGUAGES = [
-    ("JavaScript", r"\b(javascript|js|node\.?js|react|jquery)\b"), ("TypeScript", r"\btypescript\b"),
-    ("Java", r"\bjava\b"), ("C++", r"(\bc\+\+|\bcpp\b)"), ("C#", r"(\bc#|\bc sharp\b)"),
-    ("Python", r"\b(python|pandas|numpy|django|flask)\b"), ("SQL", r"\b(sql|mysql|postgres\w*)\b|\bselect\b.+\bfrom\b"),
-    ("HTML/CSS", r"\b(html|css)\b"), ("Ruby", r"\bruby\b"), ("PHP", r"\bphp\b"), ("Go", r"\b(golang|go program)\b"),
-    ("R", r"\bin r\b"), ("Swift", r"\bswift\b"), ("Bash", r"\b(bash|shell script)\b"), ("C", r"\bin c\b|\bc program"),
+    ("JavaScript", r"\b(javascript|js|node\.?js|react|jquery)\b"),
+    ("TypeScript", r"\btypescript\b"), ("Java", r"\bjava\b"), ("C++", r"(\bc\+\+|\bcpp\b)"),
+    ("C#", r"(\bc#|\bc sharp\b)"), ("Python", r"\b(python|pandas|numpy|django|flask)\b"),
+    ("SQL", r"\b(sql|mysql|postgres\w*)\b|\bselect\b.+\bfrom\b"), ("HTML/CSS", r"\b(html|css)\b"),
+    ("Ruby", r"\bruby\b"), ("PHP", r"\bphp\b"), ("Go", r"\b(golang|go program)\b"),
+    ("R", r"\bin r\b"), ("Swift", r"\bswift\b"), ("Bash", r"\b(bash|shell script)\b"),
+    ("C", r"\bin c\b|\bc program"),
 ]
 
 
 def _code_language(batch):
     langs = []
-    for ins, inp in zip(batch["instruction"], batch.get("input") or [""] * len(batch["instruction"])):
+    inputs = batch.get("input") or [""] * len(batch["instruction"])
+    for ins, inp in zip(batch["instruction"], inputs):
         text = f"{ins} {inp or ''}".lower()
         langs.append(next((name for name, pat in _CODE_LANGUAGES if re.search(pat, text)), "Other"))
     return {"language": langs}

@@ -18,7 +18,7 @@ from .generic import Hf, HfConfig
 
 def preset(name: str, description: str, **defaults: Any) -> Plugin:
     """A ``Plugin`` whose config is :class:`HfConfig` with other defaults (same descriptions)."""
-    fields = {}
+    fields: dict[str, Any] = {}
     for key, value in defaults.items():
         base = HfConfig.model_fields[key]
         fields[key] = (base.annotation, Field(value, description=base.description))

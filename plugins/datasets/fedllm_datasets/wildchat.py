@@ -40,7 +40,8 @@ class WildChatConfig(SourceConfig):
                                   "many user/assistant exchanges; default 1 single-turn, 2 "
                                   "multi-turn.")
     languages: list[str] | None = Field(None, description="Keep only conversations whose "
-                                        "`language` is one of these (e.g. ['English']); default all.")
+                                        "`language` is one of these (e.g. ['English']); "
+                                        "default all.")
 
     @model_validator(mode="after")
     def _default_turns(self):

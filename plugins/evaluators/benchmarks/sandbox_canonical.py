@@ -48,7 +48,8 @@ def main() -> None:
             results = list(pool.map(lambda src: sandbox.run_program(src, **kwargs), programs))
         dt = time.perf_counter() - t0
         passed = sum(r.passed for r in results)
-        bad = [p["task_id"] for p, r in zip(problems, results) if r.passed != (label == "canonical")]
+        want = label == "canonical"
+        bad = [p["task_id"] for p, r in zip(problems, results) if r.passed != want]
         print(f"{label}: {passed}/{n} passed in {dt:.1f} s = {dt / n:.3f} s/problem "
               f"({workers} workers), {statistics.mean(r.seconds for r in results):.3f} s mean "
               f"per program; unexpected: {bad[:10]}")

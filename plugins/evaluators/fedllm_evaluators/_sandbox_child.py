@@ -37,7 +37,7 @@ def close_inherited_fds() -> None:
 
 def parse_settings(args: list) -> dict:
     """``key=value`` arguments to a dict; ``deny`` collects a list of paths."""
-    settings = {"deny": []}
+    settings: dict = {"deny": []}
     for arg in args:
         key, _, value = arg.partition("=")
         if key == "deny":
@@ -173,7 +173,7 @@ if __name__ == "__main__":
     with open(_prog, encoding="utf-8") as _f:
         _source = _f.read()
     if _limits.get("audit_hook", True):
-        sys.addaudithook(make_audit_hook(_root, tuple(os.path.realpath(p)
+        sys.addaudithook(make_audit_hook(_root, tuple(os.path.realpath(p)  # type: ignore
                                                       for p in _limits["deny"])))
     del _f, _prog, _root, _limits, make_audit_hook, apply_limits, close_inherited_fds, \
         parse_settings

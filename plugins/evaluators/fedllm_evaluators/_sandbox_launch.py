@@ -11,9 +11,10 @@ Three processes, as in bubblewrap:
    (``{"child-pid": N}``, the JSON of ``bwrap --info-fd``) and waits for it. It dies with its parent
    (``PR_SET_PDEATHSIG``).
 2. its child is *pid 1* of the new pid namespace (killing it kills every process in it). It
-   sets the loopback interface up, builds the view with ``mount(2)`` (see ``_sandbox_layout.py``): a tmpfs base onto which the
-   host root is ``pivot_root``-ed at ``/oldroot``, a fresh tmpfs ``/newroot`` filled with
-   read-only binds from ``/oldroot``, a new procfs, device binds and the ``/tmp`` tmpfs; it
+   sets the loopback interface up, builds the view with ``mount(2)`` (see
+   ``_sandbox_layout.py``): a tmpfs base onto which the host root is ``pivot_root``-ed at
+   ``/oldroot``, a fresh tmpfs ``/newroot`` filled with read-only binds from ``/oldroot``, a
+   new procfs, device binds and the ``/tmp`` tmpfs; it
    forbids nested user namespaces (``user.max_user_namespaces = 0`` in the new user
    namespace), sets the hostname, then ``pivot_root(".", ".")`` into ``/newroot`` and detaches
    the host root entirely, so no path leads back to it. It then reaps zombies and exits with the
@@ -125,8 +126,8 @@ def outer(spec: dict) -> None:
         os.close(lifeline_w)
         init(spec, lifeline_r)
     os.close(lifeline_r)
-    with os.fdopen(spec["status_fd"], "w") as status:
-        status.write(f'{{"child-pid": {pid}}}\n')
+    with os.fdopen(spec["status_fd"], "w") as out:
+        out.write(f'{{"child-pid": {pid}}}\n')
     _, status = os.waitpid(pid, 0)
     os._exit(exit_code(status))  # no interpreter teardown: ~8 ms saved per program
 
@@ -285,9 +286,9 @@ def op_tmpfs(dest: str, _src: str, size: int) -> None:
     mount("tmpfs", dest, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755,size={int(size)}")
 
 
-def op_data(dest: str, fd: str, _size: int) -> None:
+def op_data(dest: str, fd_text: str, _size: int) -> None:
     """A read-only file with what the parent wrote to the inherited fd."""
-    fd = int(fd)
+    fd = int(fd_text)
     chunks = []
     while True:
         chunk = os.read(fd, 1 << 16)

@@ -101,7 +101,8 @@ def system_view(python: str, child: str) -> tuple[Op, ...]:
     bind(python)
     for p in sorted(interpreter_paths(python), key=len):
         bind(p)
-    ops += [Op("dev-bind", f"/dev/{d}", f"/dev/{d}") for d in DEVICES if os.path.exists(f"/dev/{d}")]
+    ops += [Op("dev-bind", f"/dev/{d}", f"/dev/{d}") for d in DEVICES
+            if os.path.exists(f"/dev/{d}")]
     ops += [Op("symlink", "/dev/fd", "/proc/self/fd")]
     ops += [Op("symlink", f"/dev/{n}", f"/proc/self/fd/{i}")
             for i, n in enumerate(("stdin", "stdout", "stderr"))]

@@ -121,7 +121,7 @@ class _Asm:
         """A jump target (label or literal offset) as an offset from instruction ``at``."""
         if isinstance(target, int):
             return target
-        offset = self.labels[target] - at - 1
+        offset = self.labels[str(target)] - at - 1
         if not 0 <= offset <= 255:
             raise ValueError(f"seccomp: jump to {target} out of range ({offset})")
         return offset

@@ -60,7 +60,8 @@ class HeldoutLoss(Evaluator):
                 total += c_loss
                 weight += c_n
         loss = total / weight
-        out = {"loss": loss, "ppl": math.exp(min(loss, 50)), "samples": int(weight)}
+        out: dict[str, Any] = {"loss": loss, "ppl": math.exp(min(loss, 50)),
+                               "samples": int(weight)}
         if self.config.per_client:
             out["clients"] = per
         return out
@@ -68,4 +69,5 @@ class HeldoutLoss(Evaluator):
 
 plugin = Plugin(kind="evaluator", name="heldout-loss", factory=HeldoutLoss,
                 Config=HeldoutLossConfig,
-                description="Loss / perplexity of the global model on each client's held-out split.")
+                description="Loss / perplexity of the global model on each client's held-out "
+                "split.")

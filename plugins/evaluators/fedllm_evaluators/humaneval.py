@@ -147,7 +147,7 @@ class HumanEval(Evaluator):
             per[i].append({"generation": g, "completion": code, "status": res.status,
                            "seconds": float(f"{res.seconds:.3f}"), "stderr": res.stderr[-500:]})
         correct = [sum(s["status"] == "passed" for s in samples) for samples in per]
-        scores = {"n": n, "n_samples": c.n_samples}
+        scores: dict[str, Any] = {"n": n, "n_samples": c.n_samples}
         for k in c.k:
             if k <= c.n_samples:
                 scores[f"pass@{k}"] = float(np.mean([pass_at_k(c.n_samples, x, k)

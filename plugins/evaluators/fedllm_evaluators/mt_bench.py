@@ -78,7 +78,7 @@ class MTBench(JudgedBase):
             return ["mt-bench.judge: MT-Bench needs a judge (e.g. {name: openai-compatible, "
                     "model: gpt-4}); got null"]
         try:  # read now, so a missing file fails before training or generation starts
-            self.prompts
+            _ = self.prompts
         except (ConfigError, DataError) as exc:
             return [str(exc)]
         return []

@@ -58,6 +58,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -175,7 +176,7 @@ def isolation(mechanism: str = "auto") -> Isolation:
     names = MECHANISMS if mechanism == "auto" else (mechanism,)
     if mechanism != "auto" and mechanism not in MECHANISMS:
         raise ValueError(f"mechanism must be 'auto' or one of {MECHANISMS}, not {mechanism!r}")
-    problems = []
+    problems: list[str] = []
     for name in names:
         problem = _mechanism_problem(name)
         if not problem:
@@ -211,8 +212,8 @@ def _bwrap() -> str | None:
 @functools.lru_cache(maxsize=1)
 def _bwrap_options() -> frozenset[str]:
     """The options this bubblewrap knows (--disable-userns and --size are recent)."""
-    out = subprocess.run([_bwrap(), "--help"], capture_output=True, text=True, timeout=10,
-                         check=False)
+    out = subprocess.run([_bwrap() or "bwrap", "--help"], capture_output=True, text=True,
+                         timeout=10, check=False)
     return frozenset(w for w in (out.stdout + out.stderr).split() if w.startswith("--"))
 
 
@@ -248,7 +249,7 @@ def _limits(cpu: float, memory_mb: int, cpu_seconds: int | None, max_file_mb: in
 
 def run_program(source: str, *, timeout: float = 10.0, memory_mb: int = 2048,
                 cpu_seconds: int | None = None, max_file_mb: int = 16,
-                deny: list[str | os.PathLike] = (), network_namespace: bool = True,
+                deny: Sequence[str | os.PathLike] = (), network_namespace: bool = True,
                 allow_unisolated: bool = False, mechanism: str = "auto",
                 audit_hook: bool = True, seccomp: bool = True, tmp_mb: int = 64,
                 max_processes: int = 32, max_open_files: int = 64) -> Result:
@@ -315,7 +316,7 @@ def _bwrap_argv(ops: list[layout.Op], argv: list[str], *, info_fd: int,
     cmd += ["--chdir", layout.WORKDIR, "--info-fd", str(info_fd)]
     if seccomp_fd is not None:
         cmd += ["--seccomp", str(seccomp_fd)]
-    return cmd + ["--", *argv]
+    return [str(c) for c in cmd] + ["--", *argv]
 
 
 def _launcher_argv(python: str, ops: list[layout.Op], argv: list[str], *, status_fd: int,
@@ -472,7 +473,8 @@ def _run_isolated(source: str, mechanism: str, *, limits: list[str], timeout: fl
         return Result(status, rc, seconds, _tail(err, STDERR_TAIL), _tail(out, STDOUT_TAIL))
 
 
-def _run_unisolated(source: str, limits: list[str], timeout: float, network_namespace: bool) -> Result:
+def _run_unisolated(source: str, limits: list[str], timeout: float,
+                    network_namespace: bool) -> Result:
     """The old, unisolated way (explicit opt-in only): a plain child process in a throw-away
     host directory with rlimits, the audit hook and, when possible, an empty network namespace.
     A setsid grandchild can outlive it; nothing stops reads of the host's files."""

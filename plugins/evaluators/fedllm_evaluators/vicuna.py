@@ -58,7 +58,7 @@ class Vicuna(JudgedBase):
             out.append("vicuna.questions: the path (or HF id) of the Vicuna bench "
                        "question.jsonl is required")
         try:
-            self.prompt
+            _ = self.prompt
         except (ConfigError, DataError) as exc:
             out.append(str(exc))
         return out

@@ -69,8 +69,9 @@ class LocalHFJudge(JudgeBase):
     def _prompt(self, system: str, user: str) -> str:
         messages = ([{"role": "system", "content": system}] if system else []) + \
             [{"role": "user", "content": user}]
-        if getattr(self._tok, "chat_template", None):
-            return self._tok.apply_chat_template(messages, tokenize=False,
+        tok: Any = self._tok
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template(messages, tokenize=False,
                                                  add_generation_prompt=True)
         return (system + "\n\n" if system else "") + user + "\n\n"
 

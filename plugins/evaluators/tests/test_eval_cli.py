@@ -105,7 +105,8 @@ def test_ref_judge_on_the_runs_heldout_split(finished_run, fake_judge, tmp_path)
     it) and grades against each sample's human response."""
     spec = json.dumps(fake_judge.judge_spec(tmp_path))
     res = cli("eval", finished_run, "--evaluator", "ref-judge", "--set",
-              f"ref-judge.judge={spec}", "--set", "ref-judge.samples=3", "--set", "ref-judge.max_new_tokens=4",
+              f"ref-judge.judge={spec}", "--set", "ref-judge.samples=3", "--set",
+              "ref-judge.max_new_tokens=4",
               "--output", tmp_path / "o", "--json")
     assert res.exit_code == 0, res.output
     scores = json.loads(res.stdout)["global"]["ref-judge"]

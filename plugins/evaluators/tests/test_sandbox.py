@@ -43,12 +43,12 @@ def test_write_outside_workdir_fails_inside_works(tmp_path):
     target = tmp_path / "pwned.txt"
     r = run_program(f"open({str(target)!r}, 'w').write('x')\n")
     assert r.status == "failed" and not target.exists()
-    r = run_program("import os\nos.open(%r, os.O_WRONLY | os.O_CREAT)\n" % str(target))
+    r = run_program(f"import os\nos.open({str(target)!r}, os.O_WRONLY | os.O_CREAT)\n")
     assert r.status == "failed" and not target.exists()
     # Even without the audit hook the host file stays untouched: the sandbox's /tmp is its own
     # tmpfs, so creating the caller's tmp_path there "works" and changes nothing outside.
-    r = run_program("import os\nos.makedirs(%r, exist_ok=True)\nopen(%r, 'w').write('x')\n"
-                    % (str(tmp_path), str(target)), audit_hook=False)
+    r = run_program(f"import os\nos.makedirs({str(tmp_path)!r}, exist_ok=True)\n"
+                    f"open({str(target)!r}, 'w').write('x')\n", audit_hook=False)
     assert r.passed, r.stderr
     assert not target.exists()
     ok = run_program("open('out.txt', 'w').write('hi')\nassert open('out.txt').read() == 'hi'\n")

@@ -58,7 +58,9 @@ def wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float, log:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise FedLLMError(f"{Path(proc.args[0]).name} exited (code {proc.returncode}); "
+            name = Path(str(proc.args[0] if isinstance(proc.args, (list, tuple))
+                            else proc.args)).name
+            raise FedLLMError(f"{name} exited (code {proc.returncode}); "
                               f"log: {log}\n{tail(log)}")
         with socket.socket() as s:
             s.settimeout(0.5)
@@ -131,7 +133,7 @@ def make_keys(out: Path, nodes: list[str], hosts: list[str]) -> dict[str, Path]:
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
           .sign(ca_key, hashes.SHA256()))
     srv_key = ec.generate_private_key(ec.SECP384R1())
-    san = []
+    san: list[x509.GeneralName] = []
     for h in hosts:
         try:
             san.append(x509.IPAddress(ipaddress.ip_address(h)))

@@ -226,7 +226,7 @@ class GridBackend(Backend):
             got = list(self.grid.pull_messages(list(pending)))
             for rep in got:
                 cid, node = pending.pop(rep.metadata.reply_to_message_id, (None, None))
-                if cid is None:
+                if cid is None or node is None:
                     continue
                 send_next(node)
                 ready[cid] = None

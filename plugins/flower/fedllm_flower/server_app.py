@@ -34,7 +34,7 @@ def main(grid: Grid, context: Context) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     console = Console(stderr=True)
 
-    def context(resolved):
+    def build_ctx(resolved):
         """The run's components, with this ServerApp's Grid given to the flower backend."""
         ctx = build_context(resolved, console=console)
         ctx.backend.obj.use_grid(grid)
@@ -43,10 +43,10 @@ def main(grid: Grid, context: Context) -> None:
     try:
         if req.get("resume"):
             engine = Engine.resume(Path(req["resume"]), console=console, progress=False,
-                                   ctx_factory=context)
+                                   ctx_factory=build_ctx)
         else:
             resolved = resolve(req["config"])
-            engine = Engine.new(resolved, ctx=context(resolved), console=console,
+            engine = Engine.new(resolved, ctx=build_ctx(resolved), console=console,
                                 progress=False)
         out = engine.run(until_round=req.get("stop_after"))
         result_path.write_text(json.dumps({"run_dir": out["run_dir"]}), encoding="utf-8")

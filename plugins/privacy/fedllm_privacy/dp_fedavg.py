@@ -90,6 +90,7 @@ class DPFedAvg(Privacy):
             q = k / n
             z = self.config.noise_multiplier
             if z is None:
+                assert self.config.epsilon is not None  # the config validator ensures it
                 z = calibrate_noise_multiplier(target_epsilon=self.config.epsilon,
                                                delta=self.config.delta, sample_rate=q,
                                                steps=ctx.config.rounds)

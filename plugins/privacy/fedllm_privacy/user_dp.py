@@ -115,7 +115,7 @@ class UserDP(Privacy):
                               f"dataset size |D|, which is missing here (got {size!r}); set "
                               "dataset_size, or a fixed sigma")
         self._sigma = paper_sigma(epsilon=cfg.epsilon, delta=cfg.delta, sensitivity=self._sens,
-                                  sample_rate=self._q, rounds=run.rounds)
+                                  sample_rate=float(self._q or 0.0), rounds=run.rounds)
         return self._sigma
 
     # -- hooks ----------------------------------------------------------------------------

@@ -53,10 +53,12 @@ def test_fedavg_with_user_dp_reports_epsilon(plain, tmp_path):
     assert dp[0]["epsilon"] == pytest.approx(
         paper_epsilon(sigma=sigma, delta=1e-4, sensitivity=0.1, sample_rate=0.2, rounds=1))
     # every client's pre-clip norm is recorded; the tiny C clips them all
-    norms = [c["user-dp/update_norm"] for r in recs for c in r["cohorts"]["global"]["clients"].values()]
+    norms = [c["user-dp/update_norm"] for r in recs
+             for c in r["cohorts"]["global"]["clients"].values()]
     assert len(norms) == 4 and all(n > 0.05 for n in norms) and dp[1]["clipped_fraction"] == 1.0
     # the noise moved the global model away from the non-private run
-    diff = sum(float((eng.globals["global"][k] - v).norm()) for k, v in plain.globals["global"].items())
+    diff = sum(float((eng.globals["global"][k] - v).norm())
+               for k, v in plain.globals["global"].items())
     assert diff > 0.1
     assert "ε spent" in summary(eng)
 
@@ -74,7 +76,8 @@ def test_fedavg_with_dp_fedavg_reports_rdp_epsilon(tmp_path):
     assert dp[0]["epsilon"] < dp[1]["epsilon"] <= 8.0
     assert dp[1]["epsilon"] >= 0.99 * 8.0  # calibrated for the run's 2 rounds
     # clients' real sample counts are still what metrics.jsonl reports
-    assert all(c["num_samples"] > 1 for r in recs for c in r["cohorts"]["global"]["clients"].values())
+    assert all(c["num_samples"] > 1 for r in recs
+               for c in r["cohorts"]["global"]["clients"].values())
     text = summary(eng)
     assert "ε spent" in text and f"{dp[1]['epsilon']:.4g}" in text
 

@@ -92,7 +92,8 @@ class _TrlDPO:
         self.model = None
         self._tp_size = 1
         self._total_train_tokens = 0
-        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._metrics: dict[str, defaultdict[str, list]] = {"train": defaultdict(list),
+                                                            "eval": defaultdict(list)}
 
     def __call__(self, model, batch):
         self.model = model
@@ -115,7 +116,7 @@ class DPO(DynamicSteps):
     def __init__(self, config: DPOConfig):
         self.config = config
         self._loss: _TrlDPO | None = None
-        self._collator = None
+        self._collator: Any = None
 
     # -- formatting -------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ tokenizer's own chat template.
 
 from __future__ import annotations
 
+from typing import cast
+
 ALPACA = ("Below is an instruction that describes a task. Write a response that appropriately "
           "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
 ALPACA_INPUT = ("Below is an instruction that describes a task, paired with an input that "
@@ -72,4 +74,4 @@ def encode_prompts(tok, prompts: list[str]) -> list[list[int]]:
             enc = tok([prompts[i] for i in rows], add_special_tokens=not flag)["input_ids"]
             for i, ids in zip(rows, enc):
                 out[i] = ids
-    return out
+    return cast("list[list[int]]", out)  # the two passes fill every row

@@ -62,7 +62,7 @@ def test_loss_matches_closed_form_and_is_ln2_with_zero_adapter(engine):
     n = batch["input_ids"].shape[0] // 2
     torch.manual_seed(1)
     with torch.no_grad():
-        for name, p in ctx.trainable.items():
+        for p in ctx.trainable.values():
             p.copy_(torch.randn_like(p) * 0.3)
     model.train()
     loss, metrics = ctx.call("fedllm_loss", model=model, batch=batch)

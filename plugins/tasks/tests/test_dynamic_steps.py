@@ -42,7 +42,8 @@ def test_formula_uses_grad_accum_epochs_and_caps_k_at_n():
 
 def test_fixed_is_the_default_and_defers_to_train_local_steps():
     ctx = fake_ctx(200, 10, 747, 8, 1)
-    assert call(SFT(SFTConfig()), "fedllm_local_steps", ctx=ctx, client_id="c0", num_samples=100) is None
+    assert call(SFT(SFTConfig()), "fedllm_local_steps", ctx=ctx, client_id="c0",
+                num_samples=100) is None
 
 
 def test_the_engine_runs_each_client_its_own_step_count(tmp_path):
