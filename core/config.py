@@ -93,6 +93,16 @@ class RuntimeConfig(_Strict):
     )
 
 
+class GuardConfig(_Strict):
+    """What the server refuses to fold (any algorithm): non-finite updates always."""
+
+    max_update_norm: float | None = Field(
+        None, gt=0, description="Bound on a client's update norm ‖θ_k − θ_t‖ (None: none); "
+        "an update beyond it is rejected or clipped (guard.action).")
+    action: Literal["reject", "clip"] = Field(
+        "reject", description="What happens to an update beyond max_update_norm.")
+
+
 class RunConfig(_Strict):
     """The core's sections. Component sections are ``{name: ..., <plugin fields>}``."""
 
@@ -102,11 +112,13 @@ class RunConfig(_Strict):
     rounds: int = Field(10, ge=1)
     clients_per_round: int = Field(3, ge=1, description="K, clients sampled per round.")
     checkpoint_every: int = Field(1, ge=0, description="Rounds between checkpoints (0: never).")
-    keep_checkpoints: int = Field(1, ge=1)
+    keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept; --resume falls "
+                                  "back to an older one when the newest is damaged.")
     eval_every: int = Field(5, ge=0, description="Rounds between evaluations (0: at the end only).")
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    guard: GuardConfig = GuardConfig()
     dataset: dict[str, Any] = {"name": "embedded"}
     task: dict[str, Any] = {"name": "sft"}
     peft: dict[str, Any] = {"name": "lora"}
@@ -151,6 +163,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(p)!r} does not exist")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {exc.start}: "
+                          f"{exc.reason}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
     if data is None:

@@ -259,22 +259,32 @@ def load_runtime(ctx: RunContext, *, encode: bool = True) -> None:
 
 
 def encode_dataset(ctx: RunContext) -> None:
+    """Encode both splits and index the clients' rows; a failure leaves no new cache file."""
     ds = ctx.data
-    for split, table in (("train", ds.train), ("heldout", ds.heldout)):
-        if table is None or len(table) == 0:
-            continue
-        enc = encode_split(ctx, table, split)
-        if len(enc) < len(table):
-            dropped = len(table) - len(enc)
-            ds.info[f"dropped_{split}"] = dropped
-            ctx.console.print(f"[yellow]warning:[/] the task dropped {dropped} of {len(table)} "
-                              f"{split} samples (too long or nothing to learn)")
-        ctx.encoded[split] = enc
-        if split == "train":
-            ctx.rows[split] = client_index(enc, ds.clients)
-        else:
-            present = set(enc.unique(CLIENT))
-            ctx.rows[split] = client_index(enc, [c for c in ds.clients if c in present])
+    created: list[Path] = []
+    try:
+        for split, table in (("train", ds.train), ("heldout", ds.heldout)):
+            if table is None or len(table) == 0:
+                continue
+            path = encode_path(ctx, split)
+            if not path.exists():
+                created.append(path)
+            enc = encode_split(ctx, table, split)
+            if len(enc) < len(table):
+                dropped = len(table) - len(enc)
+                ds.info[f"dropped_{split}"] = dropped
+                ctx.console.print(f"[yellow]warning:[/] the task dropped {dropped} of "
+                                  f"{len(table)} {split} samples (too long or nothing to learn)")
+            ctx.encoded[split] = enc
+            if split == "train":
+                ctx.rows[split] = client_index(enc, ds.clients)
+            else:
+                present = set(enc.unique(CLIENT))
+                ctx.rows[split] = client_index(enc, [c for c in ds.clients if c in present])
+    except BaseException:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def _encode_key(ctx: RunContext, split: str) -> str:
@@ -291,13 +301,17 @@ def _encode_key(ctx: RunContext, split: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+def encode_path(ctx: RunContext, split: str) -> Path:
+    """The on-disk cache of a split's encoding (keyed by dataset, task and tokenizer)."""
+    return fedllm_home() / "encoded" / f"{_encode_key(ctx, split)}.arrow"
+
+
 def encode_split(ctx: RunContext, table: datasets.Dataset, split: str) -> datasets.Dataset:
     """Tokenize once with the task's ``fedllm_encode``; cached on disk by source + config."""
     import datasets
 
-    cache = fedllm_home() / "encoded"
-    cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"{_encode_key(ctx, split)}.arrow"
+    path = encode_path(ctx, split)
+    path.parent.mkdir(parents=True, exist_ok=True)
     keep = [CLIENT]
 
     def fn(batch):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -188,9 +189,15 @@ class Task(Component):
 
 
 class Sampler(Component):
-    """Which clients train each round (``fedllm.samplers``)."""
+    """Which clients train each round (``fedllm.samplers``).
+
+    Capabilities: ``sampling``: ``"fixed"`` (a fixed-size draw, possibly all clients) or
+    ``"poisson"`` (each client joins a round independently with probability
+    ``clients_per_round / N``, so a round may have no client: privacy accountants that assume
+    Poisson subsampling hold exactly)."""
 
     kind = "sampler"
+    sampling: Literal["fixed", "poisson"] = "fixed"
 
     @hook(side="server", when="once per run")
     def fedllm_cohorts(self, ctx: RunContext, clients: list[str]) -> dict[str, list[str]]:
@@ -281,6 +288,16 @@ class Privacy(Component):
         """Wrap the stream of client updates before the algorithm folds it (e.g. clip each
         and add noise that survives the algorithm's mean); ``None`` leaves it unchanged.
         Raising here stops the round before it spends privacy budget."""
+
+
+    @hook(mode="each", side="client", when="per client update of the core's training loop, "
+          "around its steps, in config order (each gets the previous one's model and optimizer)")
+    def fedllm_wrap_training(self, ctx: RunContext, instruction: ClientInstruction, model: Any,
+                             optimizer: torch.optim.Optimizer
+                             ) -> AbstractContextManager[tuple[Any, torch.optim.Optimizer]] | None:
+        """A context manager entered for the client's local steps that gives the ``(model,
+        optimizer)`` to train with, e.g. opacus' per-sample clipping and noise (DP-SGD), and
+        undoes its changes on exit; ``None`` leaves training as it is."""
 
 
 class Evaluator(Component):

@@ -73,6 +73,26 @@ def client_index(table: datasets.Dataset, clients: Iterable[str]) -> dict[str, n
     return out
 
 
+def _table(columns: dict[str, list[Any]], source: str) -> datasets.Dataset:
+    """An Arrow table of the columns; a column of mixed types is an error naming it."""
+    import datasets
+    import pyarrow as pa
+
+    try:
+        return datasets.Dataset.from_dict(columns)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        pass
+    for name, values in columns.items():
+        kinds = sorted({type(v).__name__ for v in values if v is not None})
+        try:
+            pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            raise DataError(f"{source}: field {name!r} holds values of different types "
+                            f"({', '.join(kinds)}); every sample's {name!r} must be of one "
+                            "type (e.g. text)") from None
+    return datasets.Dataset.from_dict(columns)
+
+
 def fingerprint(*parts: Any) -> str:
     """A stable short hash of JSON-serialisable parts (source, config, file stats)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
@@ -110,6 +130,10 @@ def from_client_samples(
         k = int(heldout * n) if isinstance(heldout, float) and heldout < 1 else int(heldout)
         if isinstance(heldout, float) and 0 < heldout < 1:
             k = max(1, k)
+        elif k >= n and n > 1:
+            raise DataError(f"{source}: dataset.heldout={heldout} would hold out all "
+                            f"{n} samples of client {cid!r} (each client keeps at least one "
+                            f"training sample); give a fraction such as 0.1, or at most {n - 1}")
         k = min(k, n - 1)  # always leave a client at least one training sample
         held = set(random.Random(f"{seed}:{cid}").sample(range(n), k)) if k > 0 else set()
         for i, s in enumerate(samples):
@@ -130,14 +154,13 @@ def from_client_samples(
                 if len(col) == size:
                     col.append(None)
         clients[cid] = dict((metadata or {}).get(cid, {}))
-    import datasets
 
     names = sorted(set(train_cols) | set(held_cols))
     for cols in (train_cols, held_cols):
         size = len(cols[CLIENT])
         for name in names:
             cols.setdefault(name, [None] * size)
-    train = datasets.Dataset.from_dict(train_cols)
-    held_table = datasets.Dataset.from_dict(held_cols) if held_cols[CLIENT] else None
+    train = _table(train_cols, source)
+    held_table = _table(held_cols, source) if held_cols[CLIENT] else None
     fp = fingerprint(source, fingerprint_parts, heldout, seed)
     return FederatedDataset(train=train, heldout=held_table, clients=clients, fingerprint=fp)

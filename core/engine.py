@@ -6,6 +6,8 @@ It knows hooks and component kinds, never a particular algorithm, dataset or eva
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import itertools
 import random
 import resource
 import time
@@ -29,6 +31,7 @@ from .config import ResolvedConfig, lr_at
 from .context import RunContext, build_context, load_runtime, prepare
 from .errors import FedLLMError, RunDirError
 from .evaluation import evaluate_model
+from .guard import screen
 from .messages import ClientInstruction, ClientUpdate, Params, RoundReport, nbytes
 from .rundir import RunDir
 from .state import ClientStateStore
@@ -55,6 +58,53 @@ class _Totals:
     up: int = 0
     loss: float = 0.0
     weight: float = 0.0
+
+
+def _config_of(resolved: ResolvedConfig) -> dict[str, Any]:
+    """What a checkpoint records of the config: everything but the plugin versions."""
+    out = resolved.to_dict()
+    out.pop("plugins", None)
+    return out
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _same_config(meta: dict[str, Any], resolved: ResolvedConfig, rd: RunDir) -> None:
+    """Refuse to resume when config.yaml no longer says what the checkpoint was written with."""
+    then = meta.get("config")
+    if then is None:  # a checkpoint from before fedllm recorded it
+        return
+    a, b = _flat(then), _flat(_config_of(resolved))
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if changed:
+        shown = ", ".join(f"{k} ({a.get(k)!r} → {b.get(k)!r})" for k in changed[:8])
+        raise RunDirError(f"{rd.path / 'config.yaml'} no longer matches the config its "
+                          f"checkpoint of round {meta['round'] + 1} was written with: {shown}"
+                          f"{' ...' if len(changed) > 8 else ''}. Restore those keys, or start "
+                          "a new run with the new config")
+
+
+def _refuse_if_empty(updates: Iterator[ClientUpdate], rejected: list[str], cohort: str,
+                     r: int) -> Iterator[ClientUpdate]:
+    """The updates to fold; a clear error when the guard rejected every one of them."""
+    any_kept = False
+    for u in updates:
+        any_kept = True
+        yield u
+    if not any_kept and rejected:
+        raise FedLLMError(
+            f"round {r + 1}: every client update of cohort {cohort!r} was rejected "
+            f"({', '.join(rejected)}: non-finite values or beyond guard.max_update_norm; see "
+            "the warnings above), so there is nothing to aggregate. A learning rate too high "
+            "for the model is the usual cause (train.lr); the run stops with its last "
+            "checkpoint intact")
 
 
 class Engine:
@@ -99,11 +149,21 @@ class Engine:
 
     @classmethod
     def resume(cls, path: Path, *, ctx_factory=None, **kw) -> "Engine":
+        """Continue a run from its newest intact checkpoint. A damaged newer checkpoint is
+        skipped (with a message), a config.yaml edited since the checkpoint is refused naming
+        the keys, and all of it is decided before the model loads."""
         from .config import resolve
 
         rd = RunDir.open(path)
         resolved = resolve(rd.config())
+        latest = rd.latest_checkpoint()
+        if latest is not None:
+            _same_config(latest[1], resolved, rd)
+        elif rd.metrics():
+            raise RunDirError(f"{rd.path}: metrics.jsonl records rounds but no checkpoint "
+                              "exists (checkpoint_every=0?); the run cannot be resumed exactly")
         eng = cls(resolved, run_dir=rd, resume=True, **kw)
+        eng._latest = latest
         eng._setup(ctx_factory(resolved) if ctx_factory else None)
         eng._start()
         return eng
@@ -137,18 +197,27 @@ class Engine:
                 else:
                     meta_state[c][k] = v
         # Every random draw is seeded by (run seed, round, client), so no RNG state is needed.
-        meta = {"state": meta_state, "cohorts": list(self.cohorts)}
+        meta = {"state": meta_state, "cohorts": list(self.cohorts),
+                "config": _config_of(self.resolved)}
         self.run_dir.save_checkpoint(round, tensors, meta, keep=self.cfg.keep_checkpoints)
-        self.ctx.state.mark_checkpoint(round)
+        self.ctx.state.mark_checkpoint(self.run_dir.checkpoint_rounds())
+
+    _latest: Any = None
 
     def _restore(self) -> int:
-        """Load the last checkpoint; return the first round still to run."""
-        loaded = self.run_dir.load_checkpoint()
+        """Load the newest intact checkpoint; return the first round still to run."""
+        loaded = self._latest
         if loaded is None:
             last = -1
         else:
-            tensors, meta = loaded
+            tensors, meta, skipped = loaded
             last = meta["round"]
+            for why in skipped:
+                self.console.print(f"[yellow]warning:[/] skipped damaged checkpoint {why}",
+                                   highlight=False)
+            if skipped:
+                self.console.print(f"resuming from the intact checkpoint of round {last + 1}",
+                                   highlight=False)
             if list(self.cohorts) != meta["cohorts"]:
                 raise RunDirError(f"checkpoint cohorts {meta['cohorts']} differ from this "
                                   f"config's {list(self.cohorts)}")
@@ -159,6 +228,10 @@ class Engine:
                 st = {k[len(s):]: v for k, v in tensors.items() if k.startswith(s)}
                 st.update(meta["state"].get(c, {}))
                 self.states[c] = st
+        self.history = self.run_dir.metrics()
+        if self.run_dir.torn_metrics:
+            self.console.print("[yellow]warning:[/] dropped a torn last line of metrics.jsonl "
+                               "(a crash while it was written)", highlight=False)
         self.run_dir.truncate_metrics(last)
         self.ctx.state.rollback(last)
         self.history = self.run_dir.metrics()
@@ -170,6 +243,15 @@ class Engine:
         """Run the remaining rounds (or stop after ``until_round`` rounds are done)."""
         try:
             return self._run(until_round)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            done = len(self.history)
+            raise FedLLMError(
+                f"the disk is full ({exc.filename or self.run_dir.path}): the run stopped "
+                f"after {done} round(s); its directory is consistent up to its last checkpoint. "
+                f"Free some space and continue with `fedllm run --resume {self.run_dir.path}`"
+            ) from None
         finally:
             self.ctx.call("fedllm_backend_close")
 
@@ -226,7 +308,11 @@ class Engine:
         Returns the cohort's part of the round record."""
         ctx, cfg = self.ctx, self.cfg
         selected = ctx.call("fedllm_sample", cohort=cohort, clients=list(members), round=r)
-        if not selected or not set(selected) <= set(members):
+        sampler = ctx.plugins.provider("fedllm_sample")
+        may_be_empty = sampler is not None and sampler.kind == "sampler" and \
+            sampler.cap("sampling") == "poisson"
+        if selected is None or (not selected and not may_be_empty) \
+                or not set(selected) <= set(members):
             raise FedLLMError(f"round {r}: the sampler returned {selected!r}, which is not "
                               f"a non-empty subset of cohort {cohort!r}")
         selected = list(selected)
@@ -245,17 +331,29 @@ class Engine:
                 totals.down += nbytes(ins.params) + nbytes(ins.extras)
                 yield ins
 
+        rejected: list[str] = []
+
         def tracked(it: Iterator[ClientUpdate]) -> Iterator[ClientUpdate]:
             for u in it:
                 totals.up += nbytes(u.params) + nbytes(u.extras)
+                kept, why, norm = screen(u, glob, cfg.guard)
                 for m in u.clients():
                     n, metrics = m["num_samples"], m["metrics"]
-                    per_client[m["client_id"]] = {"num_samples": n, **metrics}
-                    if "train_loss" in metrics:
+                    entry = per_client[m["client_id"]] = {"num_samples": n, **metrics}
+                    if norm is not None:
+                        entry["update_norm"] = norm
+                    if why is not None:
+                        entry["rejected" if kept is None else "clipped"] = why
+                    if kept is not None and "train_loss" in metrics:
                         totals.loss += metrics["train_loss"] * n
                         totals.weight += n
                     progress.advance(clients_task)
-                yield u
+                if kept is None:
+                    rejected.append(u.client_id)
+                    ctx.console.print(f"[yellow]warning:[/] round {r + 1}: rejected the update "
+                                      f"of {u.client_id}: {why}", highlight=False)
+                    continue
+                yield kept
 
         report: RoundReport = ctx.call("fedllm_run_clients", cohort=cohort, round=r,
                                        instructions=instructions())
@@ -264,8 +362,13 @@ class Engine:
                                global_params=glob, updates=updates, clients=list(selected)):
             if out is not None:
                 updates = out
-        new = ctx.call("fedllm_aggregate", cohort=cohort, round=r, global_params=glob,
-                       updates=updates, state=state)
+        first = next(updates, None)
+        if first is None and not rejected:  # a Poisson round without clients: θ stays
+            new = glob
+        else:
+            stream = itertools.chain([first] if first is not None else [], updates)
+            new = ctx.call("fedllm_aggregate", cohort=cohort, round=r, global_params=glob,
+                           updates=_refuse_if_empty(stream, rejected, cohort, r), state=state)
         if new is None:
             raise FedLLMError("the algorithm returned no aggregate from fedllm_aggregate")
         dropped = [c for c in report.dropped if c in selected]
@@ -299,6 +402,15 @@ class Engine:
                            + (f" (resuming at round {start + 1})" if start else ""))
         self.console.print("plugins: " + ", ".join(parts), highlight=False)
         ds = self.ctx.data
+        k = self.cfg.clients_per_round
+        small = {c: len(m) for c, m in self.cohorts.items() if len(m) < k}
+        if small:
+            which = (f"the federation has {next(iter(small.values()))} clients"
+                     if len(self.cohorts) == 1 else
+                     f"{len(small)} of {len(self.cohorts)} cohorts have "
+                     f"{min(small.values())}–{max(small.values())} clients")
+            self.console.print(f"[yellow]note:[/] clients_per_round={k} but {which}: "
+                               "those sample every client every round", highlight=False)
         adapter = nbytes(self.globals[next(iter(self.globals))])
         self.console.print(f"data: {len(ds.clients)} clients, {len(ds.train)} training samples"
                            + (f", {len(ds.heldout)} held out" if ds.heldout is not None else "")

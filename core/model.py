@@ -95,6 +95,8 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
                             category=FutureWarning)
+    # opacus' per-sample hooks on a frozen base (STACK.md P11): harmless
+    warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients")
     # Printed on every `import peft` on CPUs with AVX512-BF16; `fedllm doctor` reports it.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 

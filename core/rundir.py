@@ -9,25 +9,40 @@ Layout of ``runs/<name>/``::
     adapter/             final global adapter, standard PEFT format (one cohort)
     adapters/<cohort>/   ... one per cohort when the sampler defines several
 
-Every file that must never be seen half-written goes through a temp name and a rename.
+Every file that must never be seen half-written goes through a temp name and a rename. Each
+checkpoint records the sha256 of its files (``checksums.json``, written last); ``--resume``
+verifies them and falls back to the newest intact checkpoint (two are kept by default).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
-from safetensors.torch import load_file, save_file
 
 from .errors import RunDirError
+from .guard import finite_json
 from .paths import atomic_dir, atomic_write_json, atomic_write_text
 
+if TYPE_CHECKING:
+    import torch
+
 CKPT_PREFIX = "round-"
+CHECKSUMS = "checksums.json"
+CKPT_FILES = ("state.safetensors", "meta.json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class RunDir:
@@ -37,18 +52,23 @@ class RunDir:
     # -- creation / validation ----------------------------------------------------------
 
     @classmethod
-    def create(cls, path: Path, resolved_config: dict[str, Any]) -> "RunDir":
+    def create(cls, path: Path, resolved_config: dict[str, Any]) -> RunDir:
         path = Path(path)
         if path.exists():
             raise RunDirError(f"run directory {str(path)!r} already exists; choose another "
                               "name (name=...) or continue it with --resume")
-        with atomic_dir(path, replace=False) as tmp:
-            (tmp / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
-            (tmp / "metrics.jsonl").touch()
+        try:
+            with atomic_dir(path, replace=False) as tmp:
+                (tmp / "config.yaml").write_text(yaml.safe_dump(resolved_config,
+                                                                sort_keys=False))
+                (tmp / "metrics.jsonl").touch()
+        except OSError as exc:
+            raise RunDirError(f"output_dir: cannot create the run directory {str(path)!r}: "
+                              f"{exc.strerror or exc} (choose a writable output_dir)") from None
         return cls(path)
 
     @classmethod
-    def open(cls, path: Path) -> "RunDir":
+    def open(cls, path: Path) -> RunDir:
         path = Path(path)
         if not path.is_dir():
             raise RunDirError(f"--resume {str(path)!r}: no such directory")
@@ -58,19 +78,44 @@ class RunDir:
         return cls(path)
 
     def config(self) -> dict[str, Any]:
-        return yaml.safe_load((self.path / "config.yaml").read_text()) or {}
+        try:
+            data = yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise RunDirError(f"{self.path / 'config.yaml'}: unreadable ({exc}); the run "
+                              "cannot be resumed without its config") from None
+        if not isinstance(data, dict):
+            raise RunDirError(f"{self.path / 'config.yaml'}: not a mapping; the run cannot be "
+                              "resumed without its config")
+        return data
 
     # -- metrics --------------------------------------------------------------------------
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=float) + "\n")
+            f.write(json.dumps(finite_json(record), default=float, allow_nan=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
     def metrics(self) -> list[dict[str, Any]]:
-        lines = (self.path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        """The round records; a torn last line (a crash mid-write) is dropped, any other
+        unreadable line is an error naming it."""
+        lines = (self.path / "metrics.jsonl").read_text(encoding="utf-8",
+                                                        errors="replace").splitlines()
+        out = []
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:
+                    self.torn_metrics = True
+                    continue
+                raise RunDirError(f"{self.path / 'metrics.jsonl'}: line {i + 1} is not JSON; "
+                                  "fix or remove it to resume") from None
+        return out
+
+    torn_metrics = False
 
     def truncate_metrics(self, last_round: int) -> None:
         """Drop records of rounds after ``last_round`` (they will be recomputed)."""
@@ -85,32 +130,76 @@ class RunDir:
         return self.path / "checkpoints"
 
     def checkpoints(self) -> list[Path]:
+        """Checkpoint directories, oldest first (complete or not: see ``verify``)."""
         if not self.ckpt_root.is_dir():
             return []
         done = [p for p in self.ckpt_root.iterdir()
-                if p.name.startswith(CKPT_PREFIX) and (p / "meta.json").is_file()]
+                if p.is_dir() and p.name.startswith(CKPT_PREFIX)
+                and p.name[len(CKPT_PREFIX):].isdigit()]
         return sorted(done, key=lambda p: int(p.name[len(CKPT_PREFIX):]))
+
+    def checkpoint_rounds(self) -> list[int]:
+        return [int(p.name[len(CKPT_PREFIX):]) for p in self.checkpoints()]
 
     def save_checkpoint(self, round: int, tensors: dict[str, torch.Tensor],
                         meta: dict[str, Any], keep: int) -> Path:
+        """Write a checkpoint (temp dir + rename) with the sha256 of each of its files in
+        ``checksums.json``, and keep the newest ``keep``."""
+        from safetensors.torch import save_file
+
         final = self.ckpt_root / f"{CKPT_PREFIX}{round:06d}"
         with atomic_dir(final) as tmp:
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
                       str(tmp / "state.safetensors"))
             atomic_write_json(tmp / "meta.json", {**meta, "round": round})
+            atomic_write_json(tmp / CHECKSUMS, {f: _sha256(tmp / f) for f in CKPT_FILES})
         for old in self.checkpoints()[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
-    def load_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    def verify(self, ckpt: Path) -> str | None:
+        """Why checkpoint ``ckpt`` cannot be trusted (missing file, checksum mismatch,
+        unparseable metadata), or ``None`` when it is intact."""
+        try:
+            sums = json.loads((ckpt / CHECKSUMS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return f"{CHECKSUMS} is missing or unreadable (written last: the save did not finish)"
+        for f in CKPT_FILES:
+            if not (ckpt / f).is_file():
+                return f"{f} is missing"
+            if _sha256(ckpt / f) != sums.get(f):
+                return f"{f} does not match its checksum (damaged on disk)"
+        try:
+            json.loads((ckpt / "meta.json").read_text(encoding="utf-8"))
+        except ValueError as exc:
+            return f"meta.json is not JSON ({exc})"
+        return None
+
+    def latest_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any],
+                                         list[str]] | None:
+        """The newest intact checkpoint's ``(tensors, meta, skipped)``, where ``skipped``
+        explains each newer checkpoint that was damaged; ``None`` when there is none at all.
+        Raises when checkpoints exist but none is intact."""
+        from safetensors.torch import load_file
+
         for stale in self.ckpt_root.glob(".tmp-*") if self.ckpt_root.is_dir() else []:
             shutil.rmtree(stale, ignore_errors=True)
-        ckpts = self.checkpoints()
-        if not ckpts:
-            return None
-        last = ckpts[-1]
-        meta = json.loads((last / "meta.json").read_text())
-        return load_file(str(last / "state.safetensors")), meta
+        skipped: list[str] = []
+        for ckpt in reversed(self.checkpoints()):
+            why = self.verify(ckpt)
+            if why is None:
+                try:
+                    tensors = load_file(str(ckpt / "state.safetensors"))
+                except Exception as exc:  # noqa: BLE001 - a damaged file is reported, not raised
+                    why = f"state.safetensors does not load ({exc})"
+                else:
+                    meta = json.loads((ckpt / "meta.json").read_text(encoding="utf-8"))
+                    return tensors, meta, skipped
+            skipped.append(f"{ckpt.name}: {why}")
+        if skipped:
+            raise RunDirError(f"{self.path}: no intact checkpoint to resume from ("
+                              + "; ".join(skipped) + "); the run cannot continue")
+        return None
 
     # -- final adapter --------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ class ClientStateStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.checkpointed_round = -1
+        self.kept_rounds: list[int] = []
 
     def _dir(self, cohort: str, client_id: str) -> Path:
         return self.root / _safe(cohort) / _safe(client_id)
@@ -60,17 +61,21 @@ class ClientStateStore:
 
     def _prune(self, d: Path) -> None:
         files = self._files(d)
-        # keep the newest file, and the newest one at or before the last checkpoint
+        # keep the newest file, and for each kept checkpoint the newest one at or before it
         keep = {files[-1][1]} if files else set()
-        covered = [p for r, p in files if r <= self.checkpointed_round]
-        if covered:
-            keep.add(covered[-1])
+        for ckpt in self.kept_rounds or [self.checkpointed_round]:
+            covered = [p for r, p in files if r <= ckpt]
+            if covered:
+                keep.add(covered[-1])
         for _, p in files:
             if p not in keep:
                 p.unlink(missing_ok=True)
 
-    def mark_checkpoint(self, round: int) -> None:
-        self.checkpointed_round = round
+    def mark_checkpoint(self, round: int | list[int]) -> None:
+        """The checkpoints a resume may fall back to (their rounds): their states are kept."""
+        rounds = [round] if isinstance(round, int) else sorted(round)
+        self.kept_rounds = rounds
+        self.checkpointed_round = rounds[-1] if rounds else -1
 
     def forget_after(self, cohort: str, client_id: str, round: int) -> None:
         """Drop the client's state written in ``round`` or later (a resumed coordinator runs
@@ -82,6 +87,7 @@ class ClientStateStore:
     def rollback(self, round: int) -> None:
         """Forget every state written after ``round`` (resume from that round's checkpoint)."""
         self.checkpointed_round = round
+        self.kept_rounds = [r for r in self.kept_rounds if r <= round] or [round]
         if not self.root.is_dir():
             return
         for cohort in self.root.iterdir():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import ExitStack
 from typing import Any
 
 from .messages import ClientInstruction, ClientUpdate
@@ -41,7 +42,6 @@ def local_update(ctx, instruction: ClientInstruction, data) -> ClientUpdate:
     ``fedllm_local_update``). Losses and metrics are summed on the device and read back once
     per client, so a GPU never waits on the host between micro-batches."""
     import torch
-    from accelerate.utils import send_to_device
 
     t0 = time.perf_counter()
     tc = ctx.config.train
@@ -60,12 +60,43 @@ def local_update(ctx, instruction: ClientInstruction, data) -> ClientUpdate:
     torch.manual_seed(instruction.seed)  # dropout: reproducible, also after --resume
     opt = torch.optim.AdamW(params.values(), lr=instruction.lr, weight_decay=tc.weight_decay)
     ctx.call("fedllm_client_begin", instruction=instruction, params=params)
-    model = ctx.model
+    with ExitStack() as wrapped:
+        model, opt = _wrapped(ctx, instruction, ctx.model, opt, wrapped)
+        sums, count = _steps(ctx, instruction, model, opt, examples, steps)
+    ctx.model.eval()
+    out = {k: float(v) / count for k, v in sums.items()}  # the one host read per client
+    out["local_steps"] = steps
+    out["time_s"] = time.perf_counter() - t0
+    return ClientUpdate(client_id=instruction.client_id, num_samples=n,
+                        params=ctx.get_params(), metrics=out)
+
+
+def _wrapped(ctx, instruction: ClientInstruction, model: Any, opt: Any,
+             stack: ExitStack) -> tuple[Any, Any]:
+    """Let each privacy component that wraps training (DP-SGD) replace model and optimizer,
+    in config order; their context managers stay open for the client's steps."""
+    for comp in ctx.plugins.of("privacy"):
+        if comp.implements("fedllm_wrap_training"):
+            cm = comp.call("fedllm_wrap_training", ctx=ctx, instruction=instruction,
+                           model=model, optimizer=opt)
+            if cm is not None:
+                model, opt = stack.enter_context(cm)
+    return model, opt
+
+
+def _steps(ctx, instruction: ClientInstruction, model: Any, opt: Any,
+           examples: list[dict[str, Any]], steps: int) -> tuple[dict[str, Any], int]:
+    """The client's optimizer steps; returns the summed metrics and the micro-batch count."""
+    import torch
+    from accelerate.utils import send_to_device
+
+    tc = ctx.config.train
+    params = ctx.trainable
     model.train()
     acc = ctx.accelerator
     sums: dict[str, Any] = {}
     count = 0
-    batches = batch_order(list(range(len(examples))), micro, steps * tc.grad_accum,
+    batches = batch_order(list(range(len(examples))), tc.batch_size, steps * tc.grad_accum,
                           instruction.seed)
     for _step in range(steps):
         for _ in range(tc.grad_accum):
@@ -88,12 +119,7 @@ def local_update(ctx, instruction: ClientInstruction, data) -> ClientUpdate:
         opt.step()
         opt.zero_grad(set_to_none=True)
         ctx.call("fedllm_after_step", instruction=instruction, params=params, lr=instruction.lr)
-    model.eval()
-    out = {k: float(v) / count for k, v in sums.items()}  # the one host read per client
-    out["local_steps"] = steps
-    out["time_s"] = time.perf_counter() - t0
-    return ClientUpdate(client_id=instruction.client_id, num_samples=n,
-                        params=ctx.get_params(), metrics=out)
+    return sums, count
 
 
 def _add(sums: dict[str, Any], key: str, value: Any) -> None:

@@ -30,7 +30,7 @@ def test_run_writes_a_complete_run_directory(tmp_path):
     assert "heldout-loss" in records[-1]["eval"]["global"]
     assert records[-1]["eval"]["global"]["heldout-loss"]["loss"] > 0
     assert (rd / "config.yaml").is_file()
-    assert len(eng.run_dir.checkpoints()) == 1  # keep_checkpoints=1
+    assert len(eng.run_dir.checkpoints()) == 2  # keep_checkpoints=2: one to fall back to
 
 
 def test_final_adapter_loads_with_peft(tmp_path):

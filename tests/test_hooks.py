@@ -307,6 +307,53 @@ def test_hook_fedllm_privatize_updates(tmp_path):
     assert rec["clipped_fraction"] is not None  # it saw every update of the round
 
 
+def test_hook_fedllm_wrap_training(tmp_path, monkeypatch):
+    """The core loop trains with the (model, optimizer) the context manager gives, for the
+    client's steps only."""
+    from contextlib import contextmanager
+
+    import fedllm.engine as engine_module
+    from fedllm.contract import Privacy
+    from fedllm.plugins import PluginInfo, RunComponent
+
+    seen: list[str] = []
+
+    class CountingOptimizer:
+        def __init__(self, inner):
+            self.inner, self.steps = inner, 0
+
+        def step(self):
+            self.steps += 1
+            return self.inner.step()
+
+        def zero_grad(self, set_to_none=True):
+            return self.inner.zero_grad(set_to_none=set_to_none)
+
+    class Wrap(Privacy):
+        @hookimpl
+        def fedllm_wrap_training(self, ctx, instruction, model, optimizer):
+            @contextmanager
+            def cm():
+                counting = CountingOptimizer(optimizer)
+                seen.append("enter")
+                yield model, counting
+                seen.append(f"exit after {counting.steps} steps")
+            return cm()
+
+    real = engine_module.build_context
+
+    def build_context(resolved, console=None, run_dir=None):
+        ctx = real(resolved, console=console, run_dir=run_dir)
+        ctx.plugins.add(RunComponent(PluginInfo("privacy", "wrap", "t", "tests", "0"), None,
+                                     Wrap()))
+        return ctx
+
+    monkeypatch.setattr(engine_module, "build_context", build_context)
+    run_quick(tmp_path, "rounds=1", "clients_per_round=2", "train.local_steps=3",
+              "evaluators=[]")
+    assert seen == ["enter", "exit after 3 steps"] * 2  # per client, around its 3 steps
+
+
 # --------------------------------------------------------------------------- evaluator
 
 

@@ -465,8 +465,12 @@ class PrivacyContract(ComponentContract):
 
     @pytest.fixture(scope="class")
     @classmethod
-    def ctx(cls, fedllm_home):
-        return _fresh_ctx(*_section("privacy.0", cls.name, cls.config))
+    def ctx(cls, fedllm_home, tmp_path_factory):
+        from ..state import ClientStateStore
+
+        ctx = _fresh_ctx(*_section("privacy.0", cls.name, cls.config))
+        ctx.client_state = ClientStateStore(tmp_path_factory.mktemp("client_state"))
+        return ctx
 
     def test_check_passes_on_the_tiny_federation(self, ctx):
         comp = ctx.plugins.of("privacy")[0]

@@ -69,3 +69,7 @@ class TestSamLang(SamplerContract):
 
 class TestSimLang(SamplerContract):
     name = "simlang"
+
+
+class TestPoisson(SamplerContract):
+    name = "poisson"

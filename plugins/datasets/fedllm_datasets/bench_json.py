@@ -37,13 +37,28 @@ def load_client_json(path: str) -> dict:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"dataset.path: {path!r} does not exist")
+    duplicates: list[str] = []
+
+    def keep_pairs(pairs):
+        seen: dict = {}
+        for k, v in pairs:
+            if k in seen:
+                duplicates.append(k)
+            seen[k] = v
+        return seen
+
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_text(encoding="utf-8"), object_pairs_hook=keep_pairs)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"dataset.path: {path!r} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise DataError(f"dataset.path: {path!r} must hold an object {{client_id: [samples]}}, "
                         f"got a {type(data).__name__}")
+    clients = [k for k in duplicates if k in data]
+    if clients:
+        raise DataError(f"dataset.path: {path!r} names client {clients[0]!r} more than once; "
+                        "a JSON object keeps only the last, so that client's other samples "
+                        "would vanish: merge them under one key")
     return data
 
 

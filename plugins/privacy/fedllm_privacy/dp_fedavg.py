@@ -117,7 +117,8 @@ class DPFedAvg(Privacy):
                                  global_params: Params, updates: Iterator[ClientUpdate],
                                  clients: list[str]) -> Iterator[ClientUpdate] | None:
         k, q, z = self.cohort_params(ctx, cohort)
-        if len(clients) != k:
+        poisson = ctx.plugins.one("sampler").cap("sampling") == "poisson"
+        if not poisson and len(clients) != k:
             raise FedLLMError(
                 f"privacy {NAME}: accounts for fixed-size sampling of K={k} clients per round "
                 f"(min(clients_per_round, cohort size)) but the sampler chose {len(clients)} "
@@ -134,8 +135,28 @@ class DPFedAvg(Privacy):
                 "privacy epsilon, lower rounds, or raise noise_multiplier")
         stats = self._round_stats.setdefault(cohort, {"norms": []})
         stats["norms"] = []
-        return self._stream(updates, global_params, k, z,
-                            derive_seed(ctx.config.seed, NAME, cohort, round), stats)
+        seed = derive_seed(ctx.config.seed, NAME, cohort, round)
+        if poisson:
+            return self._poisson(updates, global_params, k, z, seed, stats)
+        return self._stream(updates, global_params, k, z, seed, stats)
+
+    def _poisson(self, updates: Iterator[ClientUpdate], glob, k: int, z: float, seed: int,
+                 stats: dict[str, Any]) -> Iterator[ClientUpdate]:
+        """Under Poisson sampling the number of clients varies (0 included), so the estimate
+        θ_t + (Σ clip_C(Δ_k) + ξ)/(qN) is folded here, as a running sum, and handed on as one
+        update: any weighted-mean algorithm then steps on exactly that estimate."""
+        c = self.config.clip_norm
+        total = None
+        for u in updates:
+            delta = u.delta(glob)
+            norm, _ = clip_(delta, c)
+            stats["norms"].append(norm)
+            total = delta if total is None else {n: total[n] + delta[n] for n in total}
+        zero = {n: glob[n].float() * 0 for n in glob}
+        noise = gaussian_like(zero, z * c, seed)
+        total = total or zero
+        params = {n: glob[n].float() + (total[n] + noise[n]) / k for n in glob}
+        yield ClientUpdate(client_id="dp-fedavg/poisson", num_samples=1, params=params)
 
     def _stream(self, updates: Iterator[ClientUpdate], glob, k: int, z: float, seed: int,
                 stats: dict[str, Any]) -> Iterator[ClientUpdate]:

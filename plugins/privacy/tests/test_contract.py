@@ -17,3 +17,7 @@ class TestUserDPFixedSigma(PrivacyContract):
 class TestDPFedAvg(PrivacyContract):
     name = "dp-fedavg"
     config = {"noise_multiplier": 0.5, "epsilon": None}
+
+
+class TestSampleDP(PrivacyContract):
+    name = "sample-dp"
