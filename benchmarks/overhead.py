@@ -108,7 +108,7 @@ def record_batches(eng) -> list[list[tuple[float, list]]]:
     ctx, cfg = eng.ctx, eng.cfg
     out = []
     for r in range(cfg.rounds):
-        sel = ctx.hook.fedllm_sample(ctx=ctx, cohort="global", clients=ctx.dataset.client_ids,
+        sel = ctx.call("fedllm_sample", cohort="global", clients=ctx.dataset.client_ids,
                                      round=r)
         clients = []
         for cid in sel:
@@ -117,7 +117,7 @@ def record_batches(eng) -> list[list[tuple[float, list]]]:
             t = cfg.train
             draw = draw_indices(len(data), t.local_steps * t.batch_size, seed)
             ex = data.select(draw).to_list()
-            batches = [ctx.hook.fedllm_collate(ctx=ctx, examples=[ex[i] for i in idx])
+            batches = [ctx.call("fedllm_collate", examples=[ex[i] for i in idx])
                        for idx in batch_order(list(range(len(ex))), t.batch_size,
                                               t.local_steps, seed)]
             clients.append((lr_at(t, r, cfg.rounds), batches))

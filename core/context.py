@@ -241,7 +241,8 @@ def load_runtime(ctx: RunContext, *, encode: bool = True) -> None:
         torch.set_num_threads(cfg.runtime.threads)
     ctx.accelerator = make_accelerator(cfg.runtime)
     ctx.tokenizer = load_tokenizer(cfg.model)
-    base = load_model(cfg.model, ctx.device)
+    base = load_model(cfg.model, ctx.device,
+                      gradient_checkpointing=cfg.train.gradient_checkpointing)
     torch.manual_seed(cfg.seed)  # adapter initialisation
     model = ctx.call("fedllm_wrap_model", model=base)
     if model is None:

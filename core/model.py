@@ -165,12 +165,16 @@ def quantization_config(cfg: ModelConfig, device: torch.device):
         else torch.float32
     if cfg.quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.quant_type,
+                              bnb_4bit_use_double_quant=cfg.double_quant,
                               bnb_4bit_compute_dtype=compute)
 
 
-def load_model(cfg: ModelConfig, device: torch.device) -> Any:
-    """The frozen base model on ``device`` (quantised with bitsandbytes if asked)."""
+def load_model(cfg: ModelConfig, device: torch.device, *,
+               gradient_checkpointing: bool = False) -> Any:
+    """The frozen base model on ``device`` (quantised with bitsandbytes if asked; with
+    gradient checkpointing, non-reentrant, and input grads enabled so that checkpointed
+    blocks of a frozen base still carry the adapter's gradients)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -189,12 +193,20 @@ def load_model(cfg: ModelConfig, device: torch.device) -> Any:
         model = AutoModelForCausalLM.from_pretrained(resolve_path(cfg), **kwargs)
     except (OSError, ValueError) as exc:
         raise FedLLMError(_not_found(cfg, exc)) from None
+    ckpt_kwargs = {"use_reentrant": False}
     if q is None:
         model.to(device)
+        if gradient_checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=ckpt_kwargs)
     else:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs=ckpt_kwargs)
+    if gradient_checkpointing:
+        model.config.use_cache = False  # a KV cache is useless in training and breaks recompute
+        model.enable_input_require_grads()
     for p in model.parameters():
         p.requires_grad_(False)
     return model

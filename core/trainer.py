@@ -114,9 +114,16 @@ def _steps(ctx, instruction: ClientInstruction, model: Any, opt: Any,
             for k, v in (metrics or {}).items():
                 _add(sums, k, v.detach() if isinstance(v, torch.Tensor) else v)
             count += 1
+        scaler = getattr(acc, "scaler", None)  # fp16: accelerate scaled the loss
+        if scaler is not None:
+            scaler.unscale_(opt)
         if tc.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(list(params.values()), tc.max_grad_norm)
-        opt.step()
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
         opt.zero_grad(set_to_none=True)
         ctx.call("fedllm_after_step", instruction=instruction, params=params, lr=instruction.lr)
     return sums, count

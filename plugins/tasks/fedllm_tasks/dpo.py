@@ -101,7 +101,7 @@ class _TrlDPO:
         mode = "train" if model.training else "eval"
         m = self._metrics[mode]
         metrics = {
-            "dpo_loss": float(loss.detach()),
+            "dpo_loss": loss.detach(),  # summed on the device by the core loop
             "reward_accuracy": m["rewards/accuracies"][-1],
             "reward_margin": m["rewards/margins"][-1],
             "reward_chosen": m["rewards/chosen"][-1],

@@ -42,6 +42,28 @@ class SFTConfig(StepsConfig):
     overflow: Literal["truncate", "drop", "error"] = Field(
         "truncate", description="A sample longer than max_length: cut its end, drop it, or "
         "stop with an error.")
+    padding_free: bool = Field(
+        False, description="Pack a micro-batch's samples into one row (position ids restart "
+        "per sample, block-diagonal attention) instead of padding them: no compute on padding; "
+        "the loss is the padded batch's.")
+
+
+def pack_batch(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """A padding-free batch: the samples end to end in one row, ``position_ids`` restarting at
+    each sample (transformers then masks attention block-diagonally) and the first label of
+    each sample ignored, so that no token predicts across a boundary."""
+    import torch
+
+    ids: list[int] = []
+    labels: list[int] = []
+    pos: list[int] = []
+    for e in examples:
+        n = len(e["input_ids"])
+        ids += list(e["input_ids"])
+        labels += [IGNORE, *list(e["labels"])[1:]]
+        pos += list(range(n))
+    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+            "position_ids": torch.tensor([pos])}
 
 
 def pad_batch(examples: list[dict[str, Any]], pad_id: int, keys=("input_ids", "labels"),
@@ -170,13 +192,19 @@ class SFT(DynamicSteps):
     @hookimpl
     def fedllm_collate(self, ctx: RunContext,
                        examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.config.padding_free:
+            return pack_batch(examples)
         return pad_batch(examples, ctx.tokenizer.pad_token_id)
 
     @hookimpl
     def fedllm_loss(self, ctx: RunContext, model: Any, batch: dict[str, torch.Tensor]
                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    labels=batch["labels"])
+        if "position_ids" in batch:  # packed: no mask, and no cache (it would join samples)
+            out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                        labels=batch["labels"], use_cache=False)
+        else:
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        labels=batch["labels"])
         return out.loss, {}
 
 
