@@ -16,7 +16,10 @@ How the core calls components (one path, :mod:`fedllm.plugins`):
   (privacy mechanisms, evaluators, round observers).
 
 Every hook is called with keyword arguments, so an implementation may accept any subset of
-them; ``ctx`` is always a :class:`fedllm.context.RunContext`. Set ``FEDLLM_TRACE_PLUGINS=1`` (or
+them; ``ctx`` is always a :class:`fedllm.context.RunContext`. A ``round`` argument is the
+0-based round index (``round=0`` is the first round, a Python index into the schedule); what a
+user reads (``metrics.jsonl``, the summary table, ``checkpoints/round-N``, ``eval/.../round-N``)
+counts rounds from 1, so hook ``round=r`` writes the record with ``"round": r + 1``. Set ``FEDLLM_TRACE_PLUGINS=1`` (or
 ``fedllm --trace-plugins``) to log every call with its component.
 
 Capabilities are attributes with a contract default; a component may set one from its config

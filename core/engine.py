@@ -33,7 +33,7 @@ from .errors import FedLLMError, RunDirError
 from .evaluation import evaluate_model
 from .guard import screen
 from .messages import ClientInstruction, ClientUpdate, Params, RoundReport, nbytes
-from .rundir import RunDir
+from .rundir import CKPT_FORMAT, RunDir
 from .state import ClientStateStore
 
 
@@ -86,7 +86,7 @@ def _same_config(meta: dict[str, Any], resolved: ResolvedConfig, rd: RunDir) -> 
     if changed:
         shown = ", ".join(f"{k} ({a.get(k)!r} → {b.get(k)!r})" for k in changed[:8])
         raise RunDirError(f"{rd.path / 'config.yaml'} no longer matches the config its "
-                          f"checkpoint of round {meta['round'] + 1} was written with: {shown}"
+                          f"checkpoint of round {meta['round']} was written with: {shown}"
                           f"{' ...' if len(changed) > 8 else ''}. Restore those keys, or start "
                           "a new run with the new config")
 
@@ -158,6 +158,9 @@ class Engine:
         resolved = resolve(rd.config())
         latest = rd.latest_checkpoint()
         if latest is not None:
+            if latest[1].get("format", 1) < CKPT_FORMAT:
+                raise RunDirError(f"{rd.path} was written by fedllm 0.1, which numbered rounds "
+                                  "from 0; resume it with fedllm 0.1, or start a new run")
             _same_config(latest[1], resolved, rd)
         elif rd.metrics():
             raise RunDirError(f"{rd.path}: metrics.jsonl records rounds but no checkpoint "
@@ -211,7 +214,7 @@ class Engine:
             last = -1
         else:
             tensors, meta, skipped = loaded
-            last = meta["round"]
+            last = meta["round"] - 1
             for why in skipped:
                 self.console.print(f"[yellow]warning:[/] skipped damaged checkpoint {why}",
                                    highlight=False)
@@ -232,7 +235,7 @@ class Engine:
         if self.run_dir.torn_metrics:
             self.console.print("[yellow]warning:[/] dropped a torn last line of metrics.jsonl "
                                "(a crash while it was written)", highlight=False)
-        self.run_dir.truncate_metrics(last)
+        self.run_dir.truncate_metrics(last + 1)
         self.ctx.state.rollback(last)
         self.history = self.run_dir.metrics()
         return last + 1
@@ -281,7 +284,7 @@ class Engine:
         cfg, ctx = self.cfg, self.ctx
         t0 = time.perf_counter()
         lr = lr_at(cfg.train, r, cfg.rounds)
-        record: dict[str, Any] = {"round": r, "lr": lr, "cohorts": {}}
+        record: dict[str, Any] = {"round": r + 1, "lr": lr, "cohorts": {}}
         totals = _Totals()
         for cohort, members in self.cohorts.items():
             record["cohorts"][cohort] = self._cohort_round(
@@ -313,7 +316,7 @@ class Engine:
             sampler.cap("sampling") == "poisson"
         if selected is None or (not selected and not may_be_empty) \
                 or not set(selected) <= set(members):
-            raise FedLLMError(f"round {r}: the sampler returned {selected!r}, which is not "
+            raise FedLLMError(f"round {r + 1}: the sampler returned {selected!r}, which is not "
                               f"a non-empty subset of cohort {cohort!r}")
         selected = list(selected)
         progress.reset(clients_task, total=len(selected),
@@ -374,7 +377,7 @@ class Engine:
         dropped = [c for c in report.dropped if c in selected]
         if len(per_client) + len(dropped) != len(selected):
             raise FedLLMError(f"the algorithm consumed {len(per_client)} of "
-                              f"{len(selected)} client updates in round {r}")
+                              f"{len(selected)} client updates in round {r + 1}")
         self.globals[cohort] = {k: v.detach().to("cpu", torch.float32) for k, v in new.items()}
         for k, v in report.stats.items():
             record[k] = record.get(k, 0) + v  # e.g. serialised bytes on the wire
@@ -440,7 +443,7 @@ class Engine:
                         pre = f"{cohort}/" if len(rec["cohorts"]) > 1 else ""
                         ev.append(f"{pre}{name} {k}={v:.4g}")
             loss = rec.get("train_loss")
-            row = [str(rec["round"] + 1), str(n), f"{loss:.4f}" if loss is not None else "-",
+            row = [str(rec["round"]), str(n), f"{loss:.4f}" if loss is not None else "-",
                    "\n".join(ev[:6]), f"{rec['wall_s']:.1f}",
                    f"{rec['bytes_down'] / 1024:,.0f}/{rec['bytes_up'] / 1024:,.0f}"]
             if show_eps:

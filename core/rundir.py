@@ -4,7 +4,7 @@ Layout of ``runs/<name>/``::
 
     config.yaml          resolved config (every default, plugin versions)
     metrics.jsonl        one JSON record per round
-    checkpoints/round-000003/{state.safetensors,meta.json}
+    checkpoints/round-000003/{state.safetensors,meta.json,checksums.json}  (after round 3)
     client_state/        per-client persistent state (see state.py)
     adapter/             final global adapter, standard PEFT format (one cohort)
     adapters/<cohort>/   ... one per cohort when the sampler defines several
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 CKPT_PREFIX = "round-"
 CHECKSUMS = "checksums.json"
 CKPT_FILES = ("state.safetensors", "meta.json")
+#: 2: rounds count from 1 in directory names, meta.json and metrics.jsonl (1: from 0)
+CKPT_FORMAT = 2
 
 
 def _sha256(path: Path) -> str:
@@ -118,7 +120,8 @@ class RunDir:
     torn_metrics = False
 
     def truncate_metrics(self, last_round: int) -> None:
-        """Drop records of rounds after ``last_round`` (they will be recomputed)."""
+        """Drop records of rounds after round number ``last_round`` (they will be
+        recomputed); records count rounds from 1."""
         keep = [r for r in self.metrics() if r.get("round", -1) <= last_round]
         atomic_write_text(self.path / "metrics.jsonl",
                           "".join(json.dumps(r, default=float) + "\n" for r in keep))
@@ -139,19 +142,22 @@ class RunDir:
         return sorted(done, key=lambda p: int(p.name[len(CKPT_PREFIX):]))
 
     def checkpoint_rounds(self) -> list[int]:
-        return [int(p.name[len(CKPT_PREFIX):]) for p in self.checkpoints()]
+        """The 0-based round indices of the checkpoints (``round-000003`` is index 2)."""
+        return [int(p.name[len(CKPT_PREFIX):]) - 1 for p in self.checkpoints()]
 
     def save_checkpoint(self, round: int, tensors: dict[str, torch.Tensor],
                         meta: dict[str, Any], keep: int) -> Path:
-        """Write a checkpoint (temp dir + rename) with the sha256 of each of its files in
-        ``checksums.json``, and keep the newest ``keep``."""
+        """Write the checkpoint after the round of 0-based index ``round`` (directory and
+        ``meta.json`` count from 1, as metrics do) through a temp dir + rename, with the sha256
+        of each of its files in ``checksums.json``, and keep the newest ``keep``."""
         from safetensors.torch import save_file
 
-        final = self.ckpt_root / f"{CKPT_PREFIX}{round:06d}"
+        final = self.ckpt_root / f"{CKPT_PREFIX}{round + 1:06d}"
         with atomic_dir(final) as tmp:
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
                       str(tmp / "state.safetensors"))
-            atomic_write_json(tmp / "meta.json", {**meta, "round": round})
+            atomic_write_json(tmp / "meta.json", {**meta, "round": round + 1,
+                                                  "format": CKPT_FORMAT})
             atomic_write_json(tmp / CHECKSUMS, {f: _sha256(tmp / f) for f in CKPT_FILES})
         for old in self.checkpoints()[:-keep]:
             shutil.rmtree(old, ignore_errors=True)

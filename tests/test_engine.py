@@ -17,7 +17,7 @@ def test_run_writes_a_complete_run_directory(tmp_path):
     eng = run_quick(tmp_path, "rounds=3", "train.local_steps=3")
     rd = eng.run_dir.path
     records = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines()]
-    assert [r["round"] for r in records] == [0, 1, 2]
+    assert [r["round"] for r in records] == [1, 2, 3]
     r0 = records[0]
     sampled = r0["cohorts"]["global"]["sampled"]
     assert len(sampled) == 2
@@ -67,7 +67,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    assert [r["round"] for r in part.run_dir.metrics()] == [0, 1, 2, 3]
+    assert [r["round"] for r in part.run_dir.metrics()] == [1, 2, 3, 4]
 
 
 def test_same_seed_same_result_and_seed_matters(tmp_path):
@@ -92,7 +92,7 @@ def test_uniform_sampler_is_the_reference_rule(tmp_path):
     eng = run_quick(tmp_path, "rounds=3", "clients_per_round=3")
     ids = eng.ctx.dataset.client_ids
     for r in eng.history:
-        random.seed(r["round"])
+        random.seed(r["round"] - 1)
         expect = [ids[i] for i in sorted(random.sample(range(len(ids)), 3))]
         assert r["cohorts"]["global"]["sampled"] == expect
 

@@ -113,7 +113,7 @@ def damaged_copy(finished, tmp_path, damage) -> Path:
     shutil.copytree(src, run)
     shutil.rmtree(run / "adapter")
     # as if it had crashed right after round 3's checkpoint: metrics of round 3 are there
-    damage(run / "checkpoints" / "round-000002")
+    damage(run / "checkpoints" / "round-000003")
     return run
 
 
@@ -121,7 +121,7 @@ def damaged_copy(finished, tmp_path, damage) -> Path:
     (lambda c: (c / "state.safetensors").write_bytes(
         (c / "state.safetensors").read_bytes()[:100]), "does not match its checksum"),
     (lambda c: (c / "state.safetensors").unlink(), "state.safetensors is missing"),
-    (lambda c: (c / "meta.json").write_text('{"round": 2, "sta'), "meta.json"),
+    (lambda c: (c / "meta.json").write_text('{"round": 3, "sta'), "meta.json"),
     (lambda c: (c / "meta.json").unlink(), "meta.json is missing"),
     (lambda c: _flip(c / "state.safetensors"), "does not match its checksum"),
     (lambda c: (c / "checksums.json").unlink(), "checksums.json is missing"),
@@ -132,7 +132,7 @@ def test_a_damaged_last_checkpoint_falls_back_and_resumes_exactly(finished, tmp_
     res = cli("run", "--resume", run, "--no-progress")
     assert res.exit_code == 0, res.output
     out = " ".join(res.output.split())
-    assert "skipped damaged checkpoint round-000002" in out and why in out
+    assert "skipped damaged checkpoint round-000003" in out and why in out
     assert "resuming from the intact checkpoint of round 2" in out
     _, want = finished
     got = adapter(run)
@@ -147,7 +147,7 @@ def _flip(path: Path) -> None:
 
 def test_no_intact_checkpoint_is_a_clear_error(finished, tmp_path):
     run = damaged_copy(finished, tmp_path, lambda c: (c / "meta.json").unlink())
-    (run / "checkpoints" / "round-000001" / "state.safetensors").write_bytes(b"x")
+    (run / "checkpoints" / "round-000002" / "state.safetensors").write_bytes(b"x")
     res = cli("run", "--resume", run)
     assert res.exit_code == 2 and "no intact checkpoint to resume from" in res.output
 
@@ -159,7 +159,7 @@ def test_a_torn_last_metrics_line_is_dropped(finished, tmp_path):
     res = cli("run", "--resume", run, "--no-progress")
     assert res.exit_code == 0, res.output
     assert "dropped a torn last line of metrics.jsonl" in " ".join(res.output.split())
-    assert [r["round"] for r in strict_json_lines(run / "metrics.jsonl")] == [0, 1, 2]
+    assert [r["round"] for r in strict_json_lines(run / "metrics.jsonl")] == [1, 2, 3]
 
 
 @pytest.mark.parametrize("edit, key", [("algorithm:\n  name: fedprox", "algorithm.name"),

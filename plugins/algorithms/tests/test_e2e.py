@@ -25,6 +25,7 @@ def adapter_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def checkpoint_globals(run: Path, round: int, cohort: str = "global") -> dict[str, torch.Tensor]:
+    """The global adapter saved after round number ``round`` (counted from 1)."""
     t = load_file(str(run / "checkpoints" / f"round-{round:06d}" / "state.safetensors"))
     pre = f"cohort/{cohort}/global/"
     return {k[len(pre):]: v for k, v in t.items() if k.startswith(pre)}
@@ -47,7 +48,7 @@ def test_every_algorithm_runs_end_to_end(runs, algo):
     eng = runs[algo]
     run = eng.run_dir.path
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["round"] for r in records] == [0, 1]
+    assert [r["round"] for r in records] == [1, 2]
     assert all(math.isfinite(r["train_loss"]) for r in records)
     assert "heldout-loss" in records[-1]["eval"]["global"]
     # the saved adapter is the final global adapter, and peft loads it onto the base model
@@ -65,7 +66,7 @@ def test_every_algorithm_runs_end_to_end(runs, algo):
         assert torch.equal(live[name], value), name
     # training moved the adapter: LoRA's B starts at zero, and round 2 changed round 1's result
     assert any(v.abs().sum() > 0 for k, v in glob.items() if "lora_B" in k)
-    assert not same(glob, checkpoint_globals(run, 0))
+    assert not same(glob, checkpoint_globals(run, 1))
 
 
 def test_local_trains_one_client_without_aggregation(runs):
@@ -92,11 +93,11 @@ def test_fedprox_mu_zero_is_fedavg_exactly(runs, tmp_path):
     assert not same(runs["fedprox"].globals["global"], runs["fedavg"].globals["global"])
 
 
-def test_scaffold_round0_is_fedavg(runs):
+def test_scaffold_round1_is_fedavg(runs):
     sc, fa = runs["scaffold"].run_dir.path, runs["fedavg"].run_dir.path
-    assert same(checkpoint_globals(sc, 0), checkpoint_globals(fa, 0))
-    # from round 1 on the control variates are non-zero and change the result
-    assert not same(checkpoint_globals(sc, 1), checkpoint_globals(fa, 1))
+    assert same(checkpoint_globals(sc, 1), checkpoint_globals(fa, 1))
+    # from round 2 on the control variates are non-zero and change the result
+    assert not same(checkpoint_globals(sc, 2), checkpoint_globals(fa, 2))
     # each sampled client's c_k is on disk, not in the plugin
     sampled = runs["scaffold"].history[0]["cohorts"]["global"]["sampled"]
     for cid in sampled:
@@ -115,7 +116,7 @@ def test_resume_is_exact(tmp_path, algo):
     resumed = Engine.resume(part.run_dir.path, console=Console(stderr=True, quiet=True),
                             progress=False)
     resumed.run()
-    assert [r["round"] for r in resumed.run_dir.metrics()] == [0, 1, 2, 3]
+    assert [r["round"] for r in resumed.run_dir.metrics()] == [1, 2, 3, 4]
     assert same(resumed.globals["global"], whole.globals["global"])
     assert same(adapter_tensors(resumed.run_dir.path / "adapter"),
                 adapter_tensors(whole.run_dir.path / "adapter"))

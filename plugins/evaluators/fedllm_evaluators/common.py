@@ -185,6 +185,7 @@ def write_report(ctx, name: str, cohort: str, round: int | None,
     """``eval/<evaluator>/round-N.json``: every answer, every judgment and the scores (atomic)."""
     path = report_path(ctx, name, cohort, round)
     if path is not None:
-        atomic_write_json(path, {"evaluator": name, "cohort": cohort, "round": round,
+        atomic_write_json(path, {"evaluator": name, "cohort": cohort,
+                                 "round": None if round is None else round + 1,
                                  "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                  **payload})

@@ -34,7 +34,7 @@ def test_evaluators_run_during_training(finished_run):
         assert adv["n"] == 3 and 0.0 <= adv["refusal_rate"] <= 1.0
         assert "loss" in rec["eval"]["global"]["heldout-loss"]
     report = json.loads(report_file(finished_run, "advbench").read_text())
-    assert report["round"] == 1 and len(report["items"]) == 3
+    assert report["round"] == 2 and len(report["items"]) == 3
 
 
 def cli(*args):

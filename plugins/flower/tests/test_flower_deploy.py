@@ -51,7 +51,7 @@ def test_loopback_deployment_matches_in_process(tmp_path, fed_json, procs, algo,
     used = yaml.safe_load((run / "config.yaml").read_text())["dataset"]
     assert used["name"] == ("flower-nodes" if coordinator else "fedllm-bench-json")
     recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["round"] for r in recs] == [0, 1]
+    assert [r["round"] for r in recs] == [1, 2]
     for r in recs:
         assert sorted(r["cohorts"]["global"]["clients"]) == sorted(CLIENTS)
         assert "dropped" not in r["cohorts"]["global"]
@@ -82,5 +82,5 @@ def test_coordinator_checkpoint_and_resume(tmp_path, fed_json, procs):
     serve, _ = start_federation(procs, tmp_path, fed_json, resume=run, tag="2", **insecure)
     assert procs.wait(serve, 400) == 0, procs.log(serve)[-3000:]
     assert [json.loads(x)["round"] for x in (run / "metrics.jsonl").read_text().splitlines()] \
-        == [0, 1]
+        == [1, 2]
     assert_same_adapter(adapter(run), adapter(ref.run_dir.path))

@@ -44,7 +44,7 @@ def test_fedavg_with_user_dp_reports_epsilon(plain, tmp_path):
                         "sensitivity": "update"}]}
     eng = run_quick(tmp_path, *FAST, name="udp", config=cfg)
     recs = records(eng)
-    assert [r["round"] for r in recs] == [0, 1]
+    assert [r["round"] for r in recs] == [1, 2]
     dp = [r["privacy"]["user-dp"] for r in recs]
     # q = 2/10, R = 2, Δ = 2C = 0.1: σ = 0.1·√(2·0.2·2·ln 1e4)/0.5; ε(R) is the target
     sigma = 0.1 * (2 * 0.2 * 2 * 9.210340371976184) ** 0.5 / 0.5
