@@ -89,6 +89,23 @@ def main(trace_plugins: bool) -> None:
 # --------------------------------------------------------------------------- run
 
 
+def _resume_rounds(overrides: tuple[str, ...]) -> int | None:
+    """The one override ``--resume`` accepts: ``rounds=N``."""
+    from fedllm.errors import ConfigError
+
+    rounds = None
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.strip() != "rounds":
+            raise ConfigError(f"--set {o!r}: --resume takes its config from the run directory; "
+                              "the only key it accepts is rounds=N (to extend the run)")
+        try:
+            rounds = int(value)
+        except ValueError:
+            raise ConfigError(f"--set {o!r}: rounds must be an integer >= 1") from None
+    return rounds
+
+
 @main.command(context_settings=CONTEXT)
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -100,7 +117,8 @@ def main(trace_plugins: bool) -> None:
               help="With --dry-run: also load the dataset and run the checks that need it "
               "(client counts, privacy calibration); slower.")
 @click.option("--resume", "resume", type=click.Path(file_okay=False),
-              help="Continue RUN_DIR from its last checkpoint.")
+              help="Continue RUN_DIR from its last checkpoint; with --set rounds=N, extend it "
+              "to N rounds.")
 @click.option("--stop-after", type=int, default=None,
               help="Stop (with a checkpoint) once this many rounds are done.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs, CI).")
@@ -114,12 +132,14 @@ def run(config, overrides, dry_run, check_data, resume, stop_after, no_progress,
 
     console, out = consoles.err, consoles.out
     if resume:
-        if config or overrides or backend:
-            raise FedLLMError("--resume takes its config from the run directory; "
-                              "do not pass CONFIG or --set with it")
+        rounds = _resume_rounds(overrides)
+        if config or backend or dry_run:
+            raise FedLLMError("--resume takes its config from the run directory; do not pass "
+                              "CONFIG, --backend or --dry-run with it")
         from fedllm.engine import Engine
 
-        engine = Engine.resume(Path(resume), console=console, progress=not no_progress)
+        engine = Engine.resume(Path(resume), rounds=rounds, console=console,
+                               progress=not no_progress)
     else:
         if backend:
             overrides = [*overrides, f"runtime.backend={backend}"]

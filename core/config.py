@@ -120,6 +120,10 @@ class RunConfig(_Strict):
     output_dir: str = Field("runs", description="Parent directory of run directories.")
     seed: int = Field(0, ge=0)
     rounds: int = Field(10, ge=1)
+    schedule_rounds: int | None = Field(
+        None, ge=1, description="Rounds the run plans for: the cosine learning-rate schedule "
+        "and every rule that depends on the run's length (local_steps: dynamic) use it (None: "
+        "rounds). Fix it to extend the run later with `--resume RUN --set rounds=N`.")
     clients_per_round: int = Field(3, ge=1, description="K, clients sampled per round.")
     checkpoint_every: int = Field(1, ge=0, description="Rounds between checkpoints (0: never).")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept; --resume falls "
@@ -140,6 +144,11 @@ class RunConfig(_Strict):
         default_factory=dict,
         description="Written by fedllm: the resolved plugin distributions and versions.",
     )
+
+    @property
+    def planned_rounds(self) -> int:
+        """The run length that round-count-dependent rules plan for."""
+        return self.schedule_rounds or self.rounds
 
     @field_validator("name")
     @classmethod
@@ -365,7 +374,9 @@ def build_config(path: str | Path | None, overrides: Sequence[str] = ()) -> dict
 
 
 def lr_at(train: TrainConfig, round: int, rounds: int) -> float:
-    """The round's learning rate: cosine from ``lr`` (round 0) towards ``min_lr`` (SPEC §2)."""
+    """The learning rate of 0-based ``round`` in a run that plans ``rounds`` rounds: cosine from
+    ``lr`` (round 0) towards ``min_lr`` (SPEC §2), and ``min_lr`` past the plan."""
     if train.schedule == "constant" or rounds <= 0:
         return train.lr
-    return train.min_lr + 0.5 * (train.lr - train.min_lr) * (1 + math.cos(math.pi * round / rounds))
+    r = min(round, rounds)
+    return train.min_lr + 0.5 * (train.lr - train.min_lr) * (1 + math.cos(math.pi * r / rounds))

@@ -19,8 +19,9 @@ Every hook is called with keyword arguments, so an implementation may accept any
 them; ``ctx`` is always a :class:`fedllm.context.RunContext`. A ``round`` argument is the
 0-based round index (``round=0`` is the first round, a Python index into the schedule); what a
 user reads (``metrics.jsonl``, the summary table, ``checkpoints/round-N``, ``eval/.../round-N``)
-counts rounds from 1, so hook ``round=r`` writes the record with ``"round": r + 1``. Set ``FEDLLM_TRACE_PLUGINS=1`` (or
-``fedllm --trace-plugins``) to log every call with its component.
+counts rounds from 1, so hook ``round=r`` writes the record with ``"round": r + 1``.
+Set ``FEDLLM_TRACE_PLUGINS=1`` (or ``fedllm --trace-plugins``) to log every call with its
+component.
 
 Capabilities are attributes with a contract default; a component may set one from its config
 in ``__init__`` (FedAdam's weights depend on ``weighted``).
@@ -96,9 +97,15 @@ def hook(*, mode: Mode = "one", side: Side, when: str, also: tuple[str, ...] = (
 
 
 class Component:
-    """Hooks any component may implement, whatever its kind."""
+    """Hooks any component may implement, whatever its kind.
+
+    Capabilities: ``plans_rounds``: the component's rule depends on how many rounds the run
+    plans (it reads ``ctx.config.planned_rounds``); such a run can be extended with more
+    rounds (``fedllm run --resume RUN --set rounds=N``) only when ``schedule_rounds`` fixed
+    the plan from the start."""
 
     kind: ClassVar[str] = "component"
+    plans_rounds: bool = False
 
     @hook(mode="each", side="server", when="once, after the config, dataset and model "
           "description are known and before the model's weights load or the run directory "
@@ -424,7 +431,8 @@ def allowed_hooks(kind: str) -> set[str]:
 def capabilities(kind: str) -> dict[str, Any]:
     """The capabilities a kind declares, with their contract defaults."""
     cls = KINDS[kind]
-    return {n: getattr(cls, n) for n in vars(cls)
+    names = [n for k in reversed(cls.__mro__) if issubclass(k, Component) for n in vars(k)]
+    return {n: getattr(cls, n) for n in dict.fromkeys(names)
             if not n.startswith("_") and n != "kind" and not callable(getattr(cls, n))}
 
 

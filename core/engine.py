@@ -10,6 +10,7 @@ import errno
 import itertools
 import random
 import resource
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from rich.table import Table
 
 from .config import ResolvedConfig, lr_at
 from .context import RunContext, build_context, load_runtime, prepare
-from .errors import FedLLMError, RunDirError
+from .errors import ConfigError, FedLLMError, RunDirError
 from .evaluation import evaluate_model
 from .guard import screen
 from .messages import ClientInstruction, ClientUpdate, Params, RoundReport, nbytes
@@ -77,12 +78,13 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _same_config(meta: dict[str, Any], resolved: ResolvedConfig, rd: RunDir) -> None:
-    """Refuse to resume when config.yaml no longer says what the checkpoint was written with."""
+    """Refuse to resume when config.yaml no longer says what the checkpoint was written with
+    (``rounds`` aside: :func:`_extension_problems` decides a change of it)."""
     then = meta.get("config")
     if then is None:  # a checkpoint from before fedllm recorded it
         return
     a, b = _flat(then), _flat(_config_of(resolved))
-    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k != "rounds")
     if changed:
         shown = ", ".join(f"{k} ({a.get(k)!r} → {b.get(k)!r})" for k in changed[:8])
         raise RunDirError(f"{rd.path / 'config.yaml'} no longer matches the config its "
@@ -105,6 +107,34 @@ def _refuse_if_empty(updates: Iterator[ClientUpdate], rejected: list[str], cohor
             "the warnings above), so there is nothing to aggregate. A learning rate too high "
             "for the model is the usual cause (train.lr); the run stops with its last "
             "checkpoint intact")
+
+
+def _extension_problems(ctx: RunContext, before: int, done: int) -> list[str]:
+    """Why a run planned for ``before`` rounds, ``done`` of them run, cannot continue to
+    ``ctx.config.rounds`` and still equal a run with that many rounds from the start."""
+    cfg = ctx.config
+    after = cfg.rounds
+    if after < done:
+        return [f"rounds: {after} is fewer than the {done} rounds the run has already done; "
+                f"allowed: rounds >= {done}"]
+    why = []
+    private = [c.name for c in ctx.plugins.of("privacy")]
+    if private:
+        why.append(f"privacy {', '.join(private)}: the noise and the ε budget were calibrated "
+                   f"for {before} rounds; more rounds would spend privacy the run never "
+                   "planned for. Start a new run")
+    if cfg.schedule_rounds is None:
+        planners = [f"{c.kind} {c.name}" for c in ctx.plugins.all if c.cap("plans_rounds")]
+        cosine = cfg.train.schedule == "cosine"
+        if cosine:
+            planners.insert(0, "train.schedule cosine")
+        if planners:
+            why.append(f"{', '.join(planners)} planned for rounds={before}, so rounds 1–"
+                       f"{done} differ from those of a {after}-round run. Start a run you may "
+                       "extend with --set schedule_rounds=MAX (the plan; rounds may then grow "
+                       "up to and past it)" + (", or with train.schedule=constant" if cosine
+                                               else ""))
+    return why
 
 
 class Engine:
@@ -148,26 +178,51 @@ class Engine:
         return eng
 
     @classmethod
-    def resume(cls, path: Path, *, ctx_factory=None, **kw) -> "Engine":
+    def resume(cls, path: Path, *, rounds: int | None = None, ctx_factory=None,
+               **kw) -> "Engine":
         """Continue a run from its newest intact checkpoint. A damaged newer checkpoint is
         skipped (with a message), a config.yaml edited since the checkpoint is refused naming
-        the keys, and all of it is decided before the model loads."""
+        the keys, and all of it is decided before the model loads.
+
+        ``rounds`` extends (or finishes earlier) a run: allowed when the result equals a run
+        with that many rounds from the start (see :func:`_extension_problems`); config.yaml
+        then says the new length and a finished run's final adapter is removed (it is the
+        checkpoint of its last round, and a new one is written at the end)."""
         from .config import resolve
 
         rd = RunDir.open(path)
-        resolved = resolve(rd.config())
+        data = rd.config()
+        if rounds is not None:
+            data["rounds"] = rounds
+        resolved = resolve(data)
         latest = rd.latest_checkpoint()
+        before = resolved.run.rounds
         if latest is not None:
             if latest[1].get("format", 1) < CKPT_FORMAT:
                 raise RunDirError(f"{rd.path} was written by fedllm 0.1, which numbered rounds "
                                   "from 0; resume it with fedllm 0.1, or start a new run")
             _same_config(latest[1], resolved, rd)
+            before = latest[1].get("config", {}).get("rounds", before)
         elif rd.metrics():
             raise RunDirError(f"{rd.path}: metrics.jsonl records rounds but no checkpoint "
                               "exists (checkpoint_every=0?); the run cannot be resumed exactly")
         eng = cls(resolved, run_dir=rd, resume=True, **kw)
         eng._latest = latest
-        eng._setup(ctx_factory(resolved) if ctx_factory else None)
+        ctx = ctx_factory(resolved) if ctx_factory else build_context(resolved,
+                                                                        console=eng.console)
+        if before != resolved.run.rounds:
+            done = latest[1]["round"] if latest is not None else 0
+            why = _extension_problems(ctx, before, done)
+            if why:
+                raise ConfigError(f"--set rounds={resolved.run.rounds}: {rd.path} cannot "
+                                  f"continue from {before} to {resolved.run.rounds} rounds "
+                                  "exactly: " + "; ".join(why))
+        eng._setup(ctx)
+        if before != resolved.run.rounds:
+            rd.write_config(resolved.to_dict())
+            for cohort in eng.cohorts:
+                shutil.rmtree(rd.adapter_dir(cohort, len(eng.cohorts) == 1),
+                              ignore_errors=True)
         eng._start()
         return eng
 
@@ -283,7 +338,7 @@ class Engine:
     def _round(self, r: int, progress: Progress, clients_task) -> dict[str, Any]:
         cfg, ctx = self.cfg, self.ctx
         t0 = time.perf_counter()
-        lr = lr_at(cfg.train, r, cfg.rounds)
+        lr = lr_at(cfg.train, r, cfg.planned_rounds)
         record: dict[str, Any] = {"round": r + 1, "lr": lr, "cohorts": {}}
         totals = _Totals()
         for cohort, members in self.cohorts.items():

@@ -79,6 +79,11 @@ class RunDir:
                               "(no config.yaml and metrics.jsonl)")
         return cls(path)
 
+    def write_config(self, resolved_config: dict[str, Any]) -> None:
+        """Replace config.yaml (atomically), e.g. when ``--resume --set rounds=N`` extends it."""
+        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(resolved_config,
+                                                                    sort_keys=False))
+
     def config(self) -> dict[str, Any]:
         try:
             data = yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))

@@ -83,6 +83,10 @@ def test_cosine_schedule_matches_reference():
     assert lr_at(t, 5, 10) == pytest.approx(1e-6 + 0.5 * (2e-5 - 1e-6))
     want = 1e-6 + 0.5 * (2e-5 - 1e-6) * (1 + math.cos(math.pi * 0.3))
     assert lr_at(t, 3, 10) == pytest.approx(want)
+    # past its plan (an extended run), the schedule stays at min_lr instead of rising again
+    assert lr_at(t, 12, 10) == pytest.approx(1e-6)
+    assert RunConfig(rounds=3).planned_rounds == 3
+    assert RunConfig(rounds=3, schedule_rounds=10).planned_rounds == 10
     with pytest.raises(ValueError, match="min_lr"):
         TrainConfig(lr=1e-5, min_lr=1e-4)
 

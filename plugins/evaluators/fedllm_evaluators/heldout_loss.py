@@ -12,6 +12,8 @@ from pydantic import Field
 
 from fedllm import Evaluator, Plugin, PluginConfig, hookimpl, lazy
 
+from .common import write_report
+
 if TYPE_CHECKING:
     import torch
 
@@ -28,6 +30,8 @@ class HeldoutLossConfig(PluginConfig):
 
 
 class HeldoutLoss(Evaluator):
+    name = "heldout-loss"
+
     def __init__(self, config: HeldoutLossConfig):
         self.config = config
 
@@ -62,6 +66,9 @@ class HeldoutLoss(Evaluator):
         loss = total / weight
         out: dict[str, Any] = {"loss": loss, "ppl": math.exp(min(loss, 50)),
                                "samples": int(weight)}
+        write_report(ctx, self.name, cohort, round, {
+            "loss": loss, "ppl": out["ppl"], "samples": out["samples"],
+            "clients": {c: {"loss": v, "ppl": math.exp(min(v, 50))} for c, v in per.items()}})
         if self.config.per_client:
             out["clients"] = per
         return out

@@ -35,6 +35,14 @@ def test_evaluators_run_during_training(finished_run):
         assert "loss" in rec["eval"]["global"]["heldout-loss"]
     report = json.loads(report_file(finished_run, "advbench").read_text())
     assert report["round"] == 2 and len(report["items"]) == 3
+    # every evaluator writes its report, heldout-loss too (per client), for every round
+    for n in (1, 2):
+        held = json.loads((finished_run / "eval" / "heldout-loss" / f"round-{n}.json")
+                          .read_text())
+        assert held["round"] == n
+        assert held["loss"] == records[n - 1]["eval"]["global"]["heldout-loss"]["loss"]
+        assert set(held["clients"]) == set(records[n - 1]["eval"]["global"]["heldout-loss"]
+                                           ["clients"])
 
 
 def cli(*args):

@@ -47,6 +47,11 @@ class DynamicSteps(Task):
 
     config: StepsConfig
 
+    @property
+    def plans_rounds(self) -> bool:  # type: ignore[override]
+        """Dynamic steps divide a client's data over the run's planned rounds."""
+        return self.config.local_steps == "dynamic"
+
     @hookimpl
     def fedllm_check(self, ctx: RunContext) -> list[str] | None:
         limit = ctx.model_info.max_position_embeddings if ctx.model_info else None
@@ -62,6 +67,6 @@ class DynamicSteps(Task):
             return None
         cfg = ctx.config
         return dynamic_local_steps(
-            num_samples, rounds=cfg.rounds, clients_per_round=cfg.clients_per_round,
+            num_samples, rounds=cfg.planned_rounds, clients_per_round=cfg.clients_per_round,
             num_clients=len(ctx.dataset.clients), batch_size=cfg.train.batch_size,
             grad_accum=cfg.train.grad_accum, epochs=self.config.dynamic_epochs)

@@ -8,16 +8,17 @@ from types import SimpleNamespace
 
 import pytest
 
+from fedllm.config import RunConfig, TrainConfig
 from fedllm.testing import call
 from fedllm_tasks.dpo import DPO, DPOConfig
 from fedllm_tasks.sft import SFT, SFTConfig
 from fedllm_tasks.steps import dynamic_local_steps
 
 
-def fake_ctx(rounds, k, n, batch, accum):
+def fake_ctx(rounds, k, n, batch, accum, schedule_rounds=None):
     return SimpleNamespace(
-        config=SimpleNamespace(rounds=rounds, clients_per_round=k,
-                               train=SimpleNamespace(batch_size=batch, grad_accum=accum)),
+        config=RunConfig(rounds=rounds, clients_per_round=k, schedule_rounds=schedule_rounds,
+                         train=TrainConfig(batch_size=batch, grad_accum=accum)),
         dataset=SimpleNamespace(clients={f"c{i}": {} for i in range(n)}))
 
 
@@ -29,6 +30,14 @@ def test_table7_chatbotpa_step_counts(n_k, steps):
     ctx = fake_ctx(200, 10, 747, 8, 1)
     task = DPO(DPOConfig(local_steps="dynamic"))
     assert call(task, "fedllm_local_steps", ctx=ctx, client_id="c0", num_samples=n_k) == steps
+
+
+def test_the_plan_is_schedule_rounds_when_set():
+    """A run planned for 200 rounds sizes its steps for 200, however many it runs so far."""
+    task = DPO(DPOConfig(local_steps="dynamic"))
+    assert task.plans_rounds and not DPO(DPOConfig()).plans_rounds
+    ctx = fake_ctx(50, 10, 747, 8, 1, schedule_rounds=200)
+    assert call(task, "fedllm_local_steps", ctx=ctx, client_id="c0", num_samples=100) == 15
 
 
 def test_formula_uses_grad_accum_epochs_and_caps_k_at_n():
