@@ -47,7 +47,8 @@ def _bare_adapter_config(adapter: Path) -> dict[str, Any]:
             comp = build(info, info.plugin.Config())
             section = comp.call("fedllm_config_from_adapter", adapter_config=cfg)
             if section is not None:
-                return {"model": {"name_or_path": base}, "peft": section}
+                return {"model": {"name_or_path": base, "revision": cfg.get("revision")},
+                        "peft": section}
     raise FedLLMError(f"{adapter}: adapter_config.json has peft_type {kind!r}, which no "
                       "installed peft component rebuilds (their peft_types); evaluate the run "
                       "directory instead")

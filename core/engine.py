@@ -449,7 +449,10 @@ class Engine:
         single = len(self.cohorts) == 1
         for cohort in self.cohorts:
             self.ctx.set_params(self.globals[cohort])
-            self.run_dir.save_adapter(self.ctx.model, self.run_dir.adapter_dir(cohort, single))
+            self.run_dir.save_adapter(
+                self.ctx.model, self.run_dir.adapter_dir(cohort, single),
+                tokenizer=self.ctx.tokenizer, base_model=self.cfg.model.name_or_path,
+                revision=self.cfg.model.revision)
 
     # -- output ---------------------------------------------------------------------------
 

@@ -217,7 +217,22 @@ class RunDir:
     def adapter_dir(self, cohort: str, single: bool) -> Path:
         return self.path / "adapter" if single else self.path / "adapters" / cohort
 
-    def save_adapter(self, model: Any, target: Path) -> None:
-        """``model.save_pretrained`` into a temp dir, then rename over ``target``."""
+    def save_adapter(self, model: Any, target: Path, *, tokenizer: Any = None,
+                     base_model: str | None = None, revision: str | None = None,
+                     card: str | None = None) -> None:
+        """``model.save_pretrained`` into a temp dir, then rename over ``target``: with the
+        tokenizer (what the adapter was trained with, chat template included), the base model
+        named as the user named it (peft would write the local cache path) and a model card
+        in place of peft's blank template."""
         with atomic_dir(target) as tmp:
             model.save_pretrained(str(tmp))
+            if base_model is not None:
+                path = tmp / "adapter_config.json"
+                conf = json.loads(path.read_text(encoding="utf-8"))
+                conf["base_model_name_or_path"] = base_model
+                conf["revision"] = revision
+                atomic_write_json(path, conf)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(str(tmp))
+            if card is not None:
+                atomic_write_text(tmp / "README.md", card)

@@ -47,6 +47,16 @@ def test_final_adapter_loads_with_peft(tmp_path):
     assert set(loaded) == set(ours)
     for n, p in loaded.items():
         assert torch.equal(p.detach(), ours[n])
+    # the adapter names its base as the user did (not this machine's cache path) and carries
+    # the tokenizer it was trained with, chat template included
+    from transformers import AutoTokenizer
+
+    saved = eng.run_dir.path / "adapter"
+    conf = json.loads((saved / "adapter_config.json").read_text())
+    assert conf["base_model_name_or_path"] == "tiny" and conf["revision"] is None
+    tok = AutoTokenizer.from_pretrained(str(saved))
+    assert tok.chat_template == eng.ctx.tokenizer.chat_template is not None
+    assert tok("hello world")["input_ids"] == eng.ctx.tokenizer("hello world")["input_ids"]
 
 
 def test_training_lowers_the_loss(tmp_path):
