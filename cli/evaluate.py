@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedllm.errors import FedLLMError, RunDirError
+from fedllm.output import Console as StderrConsole
 
 ADAPTER_FILE = "adapter_model.safetensors"
 
@@ -78,7 +79,7 @@ def evaluate_target(target: str | Path, evaluators: Sequence[str] = (),
     from fedllm.evaluation import evaluate_model
     from fedllm.plugins import load
 
-    console = console or Console(stderr=True)
+    console = console or StderrConsole(stderr=True)
     target = Path(target)
     round_: int | None = None
     bare = False

@@ -44,7 +44,9 @@ def _console(stderr: bool):
     if stderr not in _CONSOLES:
         from rich.console import Console
 
-        _CONSOLES[stderr] = Console(stderr=stderr)
+        from fedllm.output import Console as StderrConsole
+
+        _CONSOLES[stderr] = StderrConsole(stderr=True) if stderr else Console()
     return _CONSOLES[stderr]
 
 
@@ -78,8 +80,20 @@ class FedLLMGroup(click.Group):
 @click.version_option(__version__, "-V", "--version", prog_name="fedllm")
 @click.option("--trace-plugins", is_flag=True, envvar="FEDLLM_TRACE_PLUGINS",
               help="Log every plugin hook call (component, arguments, result) on stderr.")
-def main(trace_plugins: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True,
+              help="Only warnings and errors on stderr (no header, progress bars or notes); "
+              "results still go to stdout.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also the libraries' info logs and progress bars, and every repeat of "
+              "their notices (e.g. bitsandbytes' 8-bit casts).")
+def main(trace_plugins: bool, quiet: bool, verbose: bool) -> None:
     """Federated fine-tuning of large language models."""
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose exclude each other")
+    if quiet or verbose:
+        from fedllm.output import QUIET, VERBOSE, set_verbosity
+
+        set_verbosity(QUIET if quiet else VERBOSE)
     if trace_plugins:
         from fedllm.plugins import set_tracing
 

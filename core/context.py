@@ -28,6 +28,8 @@ from .data import CLIENT, FederatedDataset, client_index
 from .errors import ConfigError, DataError, FedLLMError
 from .messages import Params
 from .model import ModelInfo, describe_model
+from .output import VERBOSE, verbosity
+from .output import Console as StderrConsole
 from .paths import fedllm_home
 from .plugins import Components, RunComponent, build
 from .state import ClientStateStore
@@ -176,7 +178,7 @@ def build_context(resolved: ResolvedConfig, console: Console | None = None,
     built = [build(info, cfg) for section in (*SECTION_KIND, "backend")
              for info, cfg in resolved.components.get(section, [])]
     return RunContext(resolved=resolved, plugins=Components(built),
-                      console=console or Console(stderr=True), run_dir=run_dir)
+                      console=console or StderrConsole(stderr=True), run_dir=run_dir)
 
 
 # --------------------------------------------------------------------------- stage 2
@@ -233,7 +235,8 @@ def load_runtime(ctx: RunContext, *, encode: bool = True) -> None:
     """Load the model (once per process), wrap it, encode the dataset."""
     import torch
 
-    from .model import load_model, load_tokenizer, make_accelerator, quiet_libraries
+    from .model import load_model, load_tokenizer, make_accelerator
+    from .output import quiet_libraries
 
     quiet_libraries()
     cfg = ctx.config
@@ -322,7 +325,8 @@ def encode_split(ctx: RunContext, table: datasets.Dataset, split: str) -> datase
         out.setdefault(CLIENT, batch[CLIENT])  # a task that drops rows returns its own
         return out
 
-    datasets.disable_progress_bars()
+    if verbosity() < VERBOSE:
+        datasets.disable_progress_bars()
     remove = [c for c in table.column_names if c not in keep]
     return table.map(fn, batched=True, batch_size=512, remove_columns=remove,
                      cache_file_name=str(path), load_from_cache_file=True,

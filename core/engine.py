@@ -34,6 +34,8 @@ from .errors import ConfigError, FedLLMError, RunDirError
 from .evaluation import evaluate_model
 from .guard import screen
 from .messages import ClientInstruction, ClientUpdate, Params, RoundReport, nbytes
+from .output import QUIET, verbosity
+from .output import Console as StderrConsole
 from .rundir import CKPT_FORMAT, RunDir
 from .state import ClientStateStore
 
@@ -144,10 +146,10 @@ class Engine:
                  run_dir: RunDir | None = None, resume: bool = False, progress: bool = True):
         self.resolved = resolved
         self.cfg = resolved.run
-        self.console = console or Console(stderr=True)
+        self.console = console or StderrConsole(stderr=True)
         self._run_dir = run_dir
         self.resuming = resume
-        self.show_progress = progress
+        self.show_progress = progress and verbosity() > QUIET
         self.globals: dict[str, Params] = {}
         self.states: dict[str, dict[str, Any]] = {}
         self.cohorts: dict[str, list[str]] = {}

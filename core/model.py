@@ -84,23 +84,6 @@ def _read_json(path: Path, name: str) -> dict[str, Any]:
     return {**data.get("text_config", {}), **data} if isinstance(data, dict) else {}
 
 
-def quiet_libraries() -> None:
-    """Silence progress bars and known-harmless notices that would bury the run's own output
-    (STACK.md P11); real warnings still show."""
-    import logging
-    import warnings
-
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
-                            category=FutureWarning)
-    # opacus' per-sample hooks on a frozen base (STACK.md P11): harmless
-    warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients")
-    # Printed on every `import peft` on CPUs with AVX512-BF16; `fedllm doctor` reports it.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-
-
 def make_accelerator(runtime: RuntimeConfig):
     """One ``Accelerator`` per process (accelerate's state is a process-wide singleton)."""
     import torch
