@@ -28,13 +28,16 @@ def main(grid: Grid, context: Context) -> None:
     from fedllm.context import build_context
     from fedllm.engine import Engine
 
+    from .supernode import fast_object_pulls
+
+    fast_object_pulls()  # the replies' arrays follow their message within milliseconds
     req_path = Path(str(context.run_config[REQUEST_KEY]))
     req = json.loads(req_path.read_text(encoding="utf-8"))
     result_path = Path(req["result"])
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     console = Console(stderr=True)
 
-    def context(resolved):
+    def make_context(resolved):
         """The run's components, with this ServerApp's Grid given to the flower backend."""
         ctx = build_context(resolved, console=console)
         ctx.backend.obj.use_grid(grid)
@@ -43,10 +46,10 @@ def main(grid: Grid, context: Context) -> None:
     try:
         if req.get("resume"):
             engine = Engine.resume(Path(req["resume"]), console=console, progress=False,
-                                   ctx_factory=context)
+                                   ctx_factory=make_context)
         else:
             resolved = resolve(req["config"])
-            engine = Engine.new(resolved, ctx=context(resolved), console=console,
+            engine = Engine.new(resolved, ctx=make_context(resolved), console=console,
                                 progress=False)
         out = engine.run(until_round=req.get("stop_after"))
         result_path.write_text(json.dumps({"run_dir": out["run_dir"]}), encoding="utf-8")
