@@ -75,6 +75,23 @@ def watch(supernode_pid: int | None) -> None:
     threading.Thread(target=loop, name="fedllm-worker-watch", daemon=True).start()
 
 
+def no_self_kill(invoker: Any) -> Any:
+    """Flower's HTTP retry invoker answers a 401 by sending SIGINT to its own process (a
+    one-task ``flwr-clientapp`` then exits); here a 401 (a wrong secret, a revoked task token)
+    is raised to the caller instead, and the worker lives on with its model."""
+    import httpx
+
+    flower = invoker.should_giveup
+
+    def should_giveup(exc: Exception) -> bool:
+        if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 401:
+            return True
+        return bool(flower(exc))
+
+    invoker.should_giveup = should_giveup
+    return invoker
+
+
 def pull_input(c: Any, wait: float = 60.0) -> tuple[Any, Any, Any, Any]:
     """flwr's ``run_clientapp.pull_task_input`` for a worker that claims a task the moment it
     exists. The SuperNode creates the task *before* it has stored the message and pulled the
@@ -142,7 +159,8 @@ class Worker:
                 protected_methods={"/flwr.proto.Runtime/AcquireTask"}))
         return RuntimeHttpClient.from_server_address(
             server_address=self.address, insecure=True, root_certificates=None,
-            interceptors=interceptors, retry_invoker=make_simple_http_retry_invoker())
+            interceptors=interceptors, retry_invoker=no_self_kill(
+                make_simple_http_retry_invoker()))
 
     def check_fab(self, fab: Any) -> str | None:
         """None when the FAB names fedllm's ClientApp, else why it is refused."""
@@ -165,8 +183,11 @@ class Worker:
             try:
                 ok = c.SendTaskHeartbeat(Req()).success
             except Exception as exc:  # noqa: BLE001 - keep trying until the task ends
-                log(f"task heartbeat failed: {exc!r}")
-                continue
+                if getattr(getattr(exc, "response", None), "status_code", None) == 401:
+                    ok = False  # the task token is gone
+                else:
+                    log(f"task heartbeat failed: {exc!r}")
+                    continue
             self.beats += ok
             if not ok:
                 log("the SuperNode refused the task heartbeat (task expired)")
@@ -208,7 +229,11 @@ class Worker:
             if lost.is_set():
                 log("the task expired while it ran: its reply is dropped")
             else:
-                push_message(c, reply, context)
+                try:
+                    push_message(c, reply, context)
+                except Exception as exc:  # noqa: BLE001 - this task is lost, not the worker
+                    log(f"pushing the reply failed: {exc!r}")
+                    lost.set()
             self.phases = (t1 - t0, t2 - t1, time.perf_counter() - t2)
         finally:
             stop.set()
@@ -228,7 +253,10 @@ class Worker:
                 time.sleep(self.poll)
                 continue
             t = time.perf_counter()
-            self.serve(res.token)
+            try:
+                self.serve(res.token)
+            except Exception as exc:  # noqa: BLE001 - reported as a failed task; keep serving
+                log(f"task {res.task.task_id} failed: {exc!r}")
             self.served += 1
             from .client_app import STATS
 
