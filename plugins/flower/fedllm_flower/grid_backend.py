@@ -229,14 +229,19 @@ class GridBackend(Backend):
                 if u is not None:
                     yield u
 
-        def send_next(node: int) -> None:
-            if queues.get(node):
-                cid, msg = queues[node].pop(0)
-                (mid,) = list(self.grid.push_messages([msg]))
-                pending[mid] = (cid, node)
+        def send(nodes: list[int]) -> None:
+            """Push the next message of each of ``nodes`` in one call: Flower then uploads an
+            object the messages share (the global adapter) once."""
+            batch = [(node, *queues[node].pop(0)) for node in nodes if queues.get(node)]
+            if batch:
+                mids = list(self.grid.push_messages([msg for _, _, msg in batch]))
+                for (node, cid, _), mid in zip(batch, mids, strict=True):
+                    pending[mid] = (cid, node)
 
-        for node in list(queues):
-            send_next(node)
+        def send_next(node: int) -> None:
+            send([node])
+
+        send(list(queues))
         errors: dict[str, str] = {}
         deadline = (time.monotonic() + self.config.round_timeout
                     if self.config.round_timeout else None)
