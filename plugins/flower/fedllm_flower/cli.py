@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
-import subprocess
 from pathlib import Path
 
 import click
@@ -49,12 +48,14 @@ def _consoles():
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, as for `fedllm run`.")
 @click.option("--address", default="127.0.0.1:9092", show_default=True,
-              help="HOST:PORT the SuperLink listens on (and nothing else).")
+              help="HOST:PORT the SuperNodes connect to: it serves Flower's Fleet API only "
+              "(the Control and Runtime APIs listen on a private 127.0.0.1 port).")
 @click.option("--insecure", is_flag=True,
               help="No TLS and no SuperNode authentication (trusted networks, tests).")
 @click.option("--keys", "keys_dir", type=click.Path(file_okay=False),
-              help="Folder from `fedllm keys`: ca.crt, server.crt/key and the *.pub of "
-              "the SuperNodes allowed to join.")
+              help="The coordinator's folder from `fedllm keys OUT` (OUT/coordinator): ca.crt, "
+              "server.crt/key and the *.pub of the SuperNodes allowed to join. Refused if it "
+              "holds the CA's or a node's private key.")
 @click.option("--min-clients", type=int, default=None,
               help="Fewest answering clients a round may complete with (default 1).")
 @click.option("--round-timeout", type=float, default=None,
@@ -142,11 +143,19 @@ def serve(config, overrides, address, insecure, keys_dir, min_clients, round_tim
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help="Where per-client algorithm state is kept (default: FEDLLM_HOME).")
 @click.option("--threads", type=int, default=None, help="torch threads for local training.")
+@click.option("--pull-interval", type=click.FloatRange(min=0.05), default=0.2,
+              show_default=True,
+              help="Seconds an idle SuperNode waits before asking the SuperLink again "
+              "(Flower's own: 3). Each ask is one request to the coordinator.")
+@click.option("--isolation", type=click.Choice(["warm", "subprocess"]), default="warm",
+              show_default=True,
+              help="warm: one worker process keeps the model loaded across messages and "
+              "runs; subprocess: Flower's fresh ClientApp process per message.")
 @click.option("--retry-for", type=float, default=120, show_default=True,
               help="Seconds to keep restarting a SuperNode the SuperLink refused or that "
               "could not connect (e.g. started before the coordinator was ready).")
 def join(server, data, client_ids, overrides, insecure, root_cert, auth_key, port,
-         state_dir, threads, retry_for) -> None:
+         state_dir, threads, pull_interval, isolation, retry_for) -> None:
     """Join a federation as a data owner: start a SuperNode running fedllm's ClientApp."""
     console, out = _consoles()
     from fedllm.paths import fedllm_home
@@ -172,12 +181,15 @@ def join(server, data, client_ids, overrides, insecure, root_cert, auth_key, por
     node_dir.mkdir(parents=True, exist_ok=True)
     node_file = node_dir / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
     node_file.write_text(blob, encoding="utf-8")
-    cmd = deploy.supernode_command(
+    node = deploy.Node(
         server, node_file, port or deploy.free_port(),
         root_cert=None if insecure else Path(root_cert).resolve(),
-        auth_key=None if insecure else Path(auth_key).resolve())
+        auth_key=None if insecure else Path(auth_key).resolve(),
+        secret_dir=node_dir / "secrets", warm=isolation == "warm",
+        pull_interval=pull_interval,
+        say=lambda msg: console.print(f"[yellow]{msg}[/]", highlight=False))
     console.print(f"SuperNode joining {server} with clients "
-                  f"{settings['clients'] or 'any'}", highlight=False)
+                  f"{settings['clients'] or 'any'} ({isolation} ClientApp)", highlight=False)
     import time
 
     def _term(signum, frame):
@@ -185,12 +197,10 @@ def join(server, data, client_ids, overrides, insecure, root_cert, auth_key, por
 
     signal.signal(signal.SIGTERM, _term)
     t0 = time.monotonic()
-    proc = None
     try:
         while True:
-            # same process group as this command: killing the group stops the node too
-            proc = subprocess.Popen(cmd, env=deploy.child_env())
-            rc = proc.wait()
+            rc = node.run()
+            node.stop()
             if rc == 0 or time.monotonic() - t0 > retry_for:
                 break
             console.print(f"[yellow]SuperNode exited ({rc}); retrying[/]")
@@ -198,30 +208,35 @@ def join(server, data, client_ids, overrides, insecure, root_cert, auth_key, por
     except (KeyboardInterrupt, SystemExit):
         rc = 130
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        node.stop()
     raise SystemExit(rc)
 
 @click.command(context_settings=CONTEXT)
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--node", "nodes", multiple=True, required=True,
-              help="A SuperNode name; writes NAME.key (give it to that node) and NAME.pub.")
+              help="A SuperNode name; writes OUT_DIR/nodes/NAME/NAME.key (give that folder "
+              "to that node) and OUT_DIR/coordinator/NAME.pub.")
 @click.option("--host", "hosts", multiple=True,
               help="Names/IPs the SuperLink is reached by (default 127.0.0.1, localhost).")
 def keys(out_dir, nodes, hosts) -> None:
-    """Create a CA, the SuperLink's TLS certificate and SuperNode key pairs."""
+    """Create a CA, the SuperLink's TLS certificate and SuperNode key pairs, each party's
+    files in its own folder: coordinator/, nodes/NAME/, ca/ (the CA key: keep it offline)."""
     console, out = _consoles()
     deploy = _flower()
-    files = deploy.make_keys(Path(out_dir), list(nodes),
-                             list(hosts) or ["127.0.0.1", "localhost"])
-    for name, p in files.items():
-        out.print(f"{name:>16}  {p}", highlight=False)
-    out.print("serve: fedllm serve CONFIG --keys " + out_dir + "\njoin:  fedllm join "
-              "--root-cert ca.crt --auth-key NAME.key ...", highlight=False)
+    root = Path(out_dir)
+    files = deploy.make_keys(root, list(nodes), list(hosts) or ["127.0.0.1", "localhost"])
+    for who, p in files:
+        out.print(f"{who:>18}  {p}", highlight=False, soft_wrap=True)
+    coord = root / deploy.COORDINATOR
+    example = root / deploy.NODES / nodes[0]
+    out.print(
+        f"\ncoordinator: fedllm serve CONFIG --keys {coord}\n"
+        f"each node:   give {root / deploy.NODES}/NAME/ to node NAME only; there:\n"
+        f"             fedllm join --root-cert {example}/ca.crt --auth-key "
+        f"{example}/{nodes[0]}.key ...\n"
+        f"{root / deploy.CA_DIR}/ca.key: the CA's private key; needed by no one to run: keep "
+        "it offline (whoever holds it can impersonate the coordinator)", highlight=False,
+        soft_wrap=True)
 
 
 plugin = Plugin(kind="command", name="flower", factory=FlowerCommands,

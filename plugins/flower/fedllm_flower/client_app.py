@@ -3,7 +3,10 @@
 The server sends the run's resolved config with every instruction; the node applies its own
 overrides (``fedllm join --data/--set``, carried in the SuperNode's node config) so that the
 data source, which never leaves this machine, is the node's. The context (model, encoded data)
-is built once per process and config and reused for later messages.
+is built once per process and config and reused for later messages: ``fedllm join``'s warm
+worker (``worker.py``) and each Ray actor of ``flower-sim`` serve many messages from one
+process, so the model loads once per worker and run config. Every reply says how many contexts
+its message had to build (``model_loads``); the backend adds them up per round.
 """
 
 from __future__ import annotations
@@ -30,15 +33,19 @@ def secagg_mod(msg: Message, context: Context, call_next) -> Message:
     return call_next(msg, context)
 
 
-# Flower starts a fresh process per message: this module imports only Flower at load time.
+# Stock Flower starts a fresh process per message: this module imports only Flower at load time.
 app = ClientApp(mods=[secagg_mod])
 
 #: node-config key naming this node's settings file (written by ``fedllm join``): JSON with
 #: ``clients`` (ids this node holds; empty: any), ``set`` (KEY=VALUE overrides such as
 #: ``dataset.path=...``), ``state_dir`` (per-client algorithm state), ``threads``.
 NC_NODE = "fedllm-node"
+#: reply field: contexts (model loads) this message needed (0 when the worker was warm)
+MODEL_LOADS = "model_loads"
 
 _CACHE: dict[str, Any] = {}
+#: contexts (model + data) this process has built
+STATS = {"contexts_built": 0}
 
 
 def node_settings(node_config) -> dict[str, Any]:
@@ -77,6 +84,7 @@ def client_context(config: dict[str, Any], node_config) -> Any:
         _CACHE.clear()
         ctx = build(resolve(data), console=Console(stderr=True, quiet=True))
         _CACHE.update(key=key, ctx=ctx)
+        STATS["contexts_built"] += 1
     ctx = _CACHE["ctx"]
     root = Path(node.get("state_dir") or fedllm_home() / "flower-client-state")
     ctx.client_state = node_store(root, run_dir, checkpointed)
@@ -118,12 +126,14 @@ def train(msg: Message, context: Context) -> Message:
             (ins, _run(config, ins, context.node_config)) for ins in instructions)),
             reply_to=msg)
     ins, config = decode_instruction(msg.content)
+    loads = STATS["contexts_built"]
     try:
-        update = _run(config, ins, context.node_config)
-        return Message(encode_update(update), reply_to=msg)
+        content = encode_update(_run(config, ins, context.node_config))
     except Exception as exc:  # reported to the coordinator as this client's error
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        return Message(RecordDict({"fedllm": ConfigRecord({"error": detail})}), reply_to=msg)
+        content = RecordDict({"fedllm": ConfigRecord({"error": detail})})
+    content["fedllm"][MODEL_LOADS] = STATS["contexts_built"] - loads
+    return Message(content, reply_to=msg)
 
 
 @app.query()

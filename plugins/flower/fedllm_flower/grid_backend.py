@@ -23,6 +23,8 @@ from fedllm.messages import ClientInstruction, ClientUpdate
 
 from .options import SECAGG_FIELD, GridConfig
 
+MODEL_LOADS = "model_loads"  # = client_app.MODEL_LOADS (that module imports Flower)
+
 if TYPE_CHECKING:
     from fedllm.context import RunContext
 
@@ -63,7 +65,7 @@ def discover(grid: Any, want: int, wait: float) -> dict[int, list[str]]:
     msgs = [Message(RecordDict({"fedllm": ConfigRecord({"q": "clients"})}),
                     dst_node_id=n, message_type="query") for n in ids]
     nodes: dict[int, list[str]] = {}
-    for r in grid.send_and_receive(msgs, timeout=wait):
+    for r in exchange(grid, msgs, wait):
         if r.has_error():
             continue
         raw = str(r.content["fedllm"]["clients"])
@@ -71,6 +73,22 @@ def discover(grid: Any, want: int, wait: float) -> dict[int, list[str]]:
     if not nodes:
         raise FedLLMError("no SuperNode answered the client query")
     return nodes
+
+
+def exchange(grid: Any, messages: list[Any], timeout: float, poll: float = 0.1) -> list[Any]:
+    """``grid.send_and_receive`` with a short poll (Flower's ``HttpGrid`` sleeps 3 s between
+    pulls): the replies that arrived within ``timeout``."""
+    pending = set(grid.push_messages(messages))
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        got = list(grid.pull_messages(list(pending)))
+        for r in got:
+            pending.discard(r.metadata.reply_to_message_id)
+        out += got
+        if pending and not got:
+            time.sleep(poll)
+    return out
 
 
 def secagg_problems(ctx: RunContext) -> list[str]:
@@ -179,7 +197,7 @@ class GridBackend(Backend):
         # A SuperNode runs one message at a time: queue each node's clients and send the next
         # one when the previous one answered (nodes still work in parallel).
         queues: dict[int, list[tuple[str, Any]]] = {}
-        down = up = answered = total = 0
+        down = up = answered = total = loads = 0
         order: list[str] = []
         for ins in instructions:
             order.append(ins.client_id)
@@ -211,14 +229,19 @@ class GridBackend(Backend):
                 if u is not None:
                     yield u
 
-        def send_next(node: int) -> None:
-            if queues.get(node):
-                cid, msg = queues[node].pop(0)
-                (mid,) = list(self.grid.push_messages([msg]))
-                pending[mid] = (cid, node)
+        def send(nodes: list[int]) -> None:
+            """Push the next message of each of ``nodes`` in one call: Flower then uploads an
+            object the messages share (the global adapter) once."""
+            batch = [(node, *queues[node].pop(0)) for node in nodes if queues.get(node)]
+            if batch:
+                mids = list(self.grid.push_messages([msg for _, _, msg in batch]))
+                for (node, cid, _), mid in zip(batch, mids, strict=True):
+                    pending[mid] = (cid, node)
 
-        for node in list(queues):
-            send_next(node)
+        def send_next(node: int) -> None:
+            send([node])
+
+        send(list(queues))
         errors: dict[str, str] = {}
         deadline = (time.monotonic() + self.config.round_timeout
                     if self.config.round_timeout else None)
@@ -230,6 +253,8 @@ class GridBackend(Backend):
                     continue
                 send_next(node)
                 ready[cid] = None
+                if not rep.has_error():
+                    loads += int(rep.content["fedllm"].get(MODEL_LOADS, 0))
                 if rep.has_error():
                     errors[cid] = f"{rep.error.code}: {rep.error.reason}"
                 elif "error" in rep.content["fedllm"]:
@@ -248,7 +273,9 @@ class GridBackend(Backend):
         yield from release(final=True)
         unsent = [cid for q in queues.values() for cid, _ in q]
         report.dropped = sorted({c for c, _ in pending.values()} | set(errors) | set(unsent))
-        report.stats = {"wire_bytes_down": down, "wire_bytes_up": up}
+        # contexts (model + data) the clients' processes built for this round: 0 once warm
+        report.stats = {"wire_bytes_down": down, "wire_bytes_up": up,
+                        "client_model_loads": loads}
         for cid, why in errors.items():
             ctx.console.print(f"[yellow]warning:[/] client {cid} failed: {why}")
         if answered < min(self.config.min_clients, total):

@@ -22,12 +22,14 @@ REQUEST_KEY = "fedllm-request"
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    from rich.console import Console
-
     from fedllm.config import resolve
     from fedllm.context import build_context
     from fedllm.engine import Engine
+    from fedllm.output import Console
 
+    from .supernode import fast_object_pulls
+
+    fast_object_pulls()  # the replies' arrays follow their message within milliseconds
     req_path = Path(str(context.run_config[REQUEST_KEY]))
     req = json.loads(req_path.read_text(encoding="utf-8"))
     result_path = Path(req["result"])

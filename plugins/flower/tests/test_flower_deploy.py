@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -42,16 +43,20 @@ def test_loopback_deployment_matches_in_process(tmp_path, fed_json, procs, algo,
     from tests.helpers import run_quick
 
     ref = run_quick(tmp_path, *quick_config(fed_json, f"algorithm.name={algo}"), name="ref")
-    serve, _ = start_federation(procs, tmp_path, fed_json, f"algorithm.name={algo}",
-                                *coordinator, serve_args=["--insecure"],
-                                join_args=["--insecure"])
+    serve, nodes = start_federation(procs, tmp_path, fed_json, f"algorithm.name={algo}",
+                                    *coordinator, serve_args=["--insecure"],
+                                    join_args=["--insecure"])
     assert procs.wait(serve, 400) == 0, procs.log(serve)[-3000:]
+    for p in nodes.values():  # one warm worker per node served every message (query + rounds)
+        pids = re.findall(r"\[fedllm worker (\d+)\] task", procs.log(p))
+        assert len(pids) == 3 and len(set(pids)) == 1, procs.log(p)[-2000:]
     run = tmp_path / "runs" / "dep"
     assert_same_adapter(adapter(run), adapter(ref.run_dir.path))
     used = yaml.safe_load((run / "config.yaml").read_text())["dataset"]
     assert used["name"] == ("flower-nodes" if coordinator else "fedllm-bench-json")
     recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in recs] == [1, 2]
+    assert [r["client_model_loads"] for r in recs] == [2, 0]  # once per node and run
     for r in recs:
         assert sorted(r["cohorts"]["global"]["clients"]) == sorted(CLIENTS)
         assert "dropped" not in r["cohorts"]["global"]

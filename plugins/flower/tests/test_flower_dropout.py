@@ -21,11 +21,13 @@ def test_killed_node_is_recorded_as_dropped(tmp_path, fed_json, procs):
                                                "--min-clients", "1"],
         join_args=["--insecure"])
     metrics = wait_for_round(procs, serve, tmp_path / "runs" / "dep")
-    # nothing listens beyond the address asked: the coordinator's tree has one listening
-    # socket (the SuperLink's 127.0.0.1 port); SuperNodes listen on 127.0.0.1 only
+    # nothing listens beyond the addresses asked: the coordinator's tree has two listening
+    # sockets (the public Fleet-only address and the private loopback one); SuperNodes and
+    # their warm workers listen on 127.0.0.1 only (the SuperNode's Runtime API)
     listening = {name: _listening(p) for name, p in [("serve", serve), *nodes.items()]}
-    assert len(listening["serve"]) == 1, listening
+    assert len(listening["serve"]) == 2, listening
     assert all(ip == "127.0.0.1" for socks in listening.values() for ip, _ in socks), listening
+    assert all(len(listening[c]) == 1 for c in nodes), listening
     os.killpg(nodes["capitals"].pid, signal.SIGKILL)  # the node and its ClientApp
     assert procs.wait(serve, 400) == 0, procs.log(serve)[-3000:]
     recs = [json.loads(x) for x in metrics.read_text().splitlines()]
