@@ -34,6 +34,7 @@ CASES = {
     "int8+zstd": [{"name": "int8"}, {"name": "zstd"}],
     "topk": [{"name": "topk", "fraction": 0.1}],
     "topk-no-ef": [{"name": "topk", "fraction": 0.1, "error_feedback": False}],
+    "topk-25%": [{"name": "topk", "fraction": 0.25}],
     "topk+int8-down+zstd": [{"name": "topk", "fraction": 0.1},
                             {"name": "int8", "direction": "down"}, {"name": "zstd"}],
     "deflate": [{"name": "deflate"}],

@@ -162,7 +162,9 @@ def main() -> None:
             cfg = base_config(args, model, peft, "client", work)
             cfg["evaluators"] = []
             out = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)],
-                                 check=True, capture_output=True, text=True, cwd=ROOT)
+                                 capture_output=True, text=True, cwd=ROOT)
+            if out.returncode:
+                sys.exit(f"the client process failed:\n{out.stderr[-3000:]}")
             memory[label] = json.loads(out.stdout.strip().splitlines()[-1])
             del eng
             gc.collect()

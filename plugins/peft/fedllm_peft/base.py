@@ -97,7 +97,8 @@ class PromptLearning(PeftMethod):
 
     @hookimpl
     def fedllm_wrap_model(self, ctx: RunContext, model: Any) -> Any:
-        wrapped = wrap(model, self.build(ctx, model), value=None)
+        wrapped = wrap(model, self.build(ctx, model), field="peft",
+                       value=self.config.model_dump())
         if self.reparametrised:
             _use_loaded_embeddings(wrapped)
         return wrapped
