@@ -71,8 +71,6 @@ def evaluate_target(target: str | Path, evaluators: Sequence[str] = (),
                     console: Console | None = None) -> dict[str, dict[str, Any]]:
     """Evaluate a run directory or an adapter directory; returns {cohort: {evaluator: scores}}."""
     import yaml
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
 
     from fedllm.config import apply_override, resolve
     from fedllm.context import build_context, load_runtime, prepare
@@ -125,17 +123,31 @@ def evaluate_target(target: str | Path, evaluators: Sequence[str] = (),
     load_runtime(ctx)
     results: dict[str, dict[str, Any]] = {}
     for cohort, path in adapters.items():
-        state = load_file(str(path / ADAPTER_FILE))
-        res = set_peft_model_state_dict(ctx.model, state)
-        missing = [k for k in getattr(res, "missing_keys", []) if k in ctx.trainable]
-        if res.unexpected_keys or missing:
-            raise FedLLMError(f"{path}: the adapter does not fit the model built from the "
-                              f"config (unexpected {res.unexpected_keys[:3]}, missing "
-                              f"{missing[:3]})")
+        load_saved_adapter(ctx.model, path, ctx.trainable)
         results[cohort] = evaluate_model(
             ctx, None, cohort, round_, on_start=lambda c, cohort=cohort: console.print(
                 f"evaluating [cyan]{c.name}[/] on {cohort} …", highlight=False))
     return results
+
+
+def load_saved_adapter(model: Any, path: Path, trainable: dict[str, Any]) -> None:
+    """Load the adapter saved in ``path`` into ``model`` (wrapped by the run's peft component)
+    with peft's ``set_peft_model_state_dict``; raise if it does not fit."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    res = set_peft_model_state_dict(model, load_file(str(path / ADAPTER_FILE)))
+    missing = [k for k in getattr(res, "missing_keys", []) if k in trainable]
+    unexpected = list(res.unexpected_keys)
+    config = getattr(model, "active_peft_config", None)
+    if getattr(config, "is_prompt_learning", False):
+        # peft loads a prompt-learning state (the encoder's output embeddings) into the
+        # prompt encoder itself, after load_state_dict
+        unexpected = [k for k in unexpected if k != "prompt_embeddings"]
+        missing = [k for k in missing if not k.startswith("prompt_encoder.")]
+    if unexpected or missing:
+        raise FedLLMError(f"{path}: the adapter does not fit the model built from the "
+                          f"config (unexpected {unexpected[:3]}, missing {missing[:3]})")
 
 
 def results_table(results: dict[str, dict[str, Any]]) -> Table:

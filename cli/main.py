@@ -180,7 +180,7 @@ def run(config, overrides, dry_run, check_data, resume, stop_after, no_progress,
 # --------------------------------------------------------------------------- plugins
 
 KIND_NAMES = ["algorithm", "sampler", "dataset", "task", "peft", "privacy", "evaluator",
-              "judge", "backend", "command"]
+              "judge", "codec", "backend", "command"]
 
 
 @main.group(invoke_without_command=True, context_settings=CONTEXT)

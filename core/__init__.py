@@ -17,14 +17,14 @@ _EXPORTS = {
     "hookimpl": "contract", "Component": "contract", "Dataset": "contract",
     "Peft": "contract", "Task": "contract", "Sampler": "contract", "Algorithm": "contract",
     "Privacy": "contract", "Evaluator": "contract", "Judge": "contract",
-    "Backend": "contract", "Command": "contract",
+    "Codec": "contract", "Backend": "contract", "Command": "contract",
     "Plugin": "plugins", "PluginConfig": "pluginconfig",
     "ClientInstruction": "messages", "ClientUpdate": "messages", "RoundReport": "messages",
     "FederatedDataset": "data",
 }
 
 __all__ = ["__version__", "hookimpl", "Component", "Dataset", "Peft", "Task", "Sampler",
-           "Algorithm", "Privacy", "Evaluator", "Judge", "Backend", "Command", "Plugin",
+           "Algorithm", "Privacy", "Evaluator", "Judge", "Codec", "Backend", "Command", "Plugin",
            "PluginConfig", "ClientInstruction", "ClientUpdate", "RoundReport",
            "FederatedDataset"]
 

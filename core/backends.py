@@ -23,9 +23,12 @@ if TYPE_CHECKING:
 
 
 def run_client(ctx: RunContext, instruction: ClientInstruction) -> ClientUpdate:
-    """The whole client side of a round: local update, algorithm extras, privacy."""
+    """The whole client side of a round: decode, local update, algorithm extras, privacy,
+    encode (the codecs' steps do nothing without codecs)."""
+    from .codecs import decode_instruction, encode_update
     from .trainer import local_update
 
+    instruction = decode_instruction(ctx, instruction)
     data = ctx.client_data(instruction.client_id)
     if ctx.plugins.provider("fedllm_local_update") is not None:
         update = ctx.call("fedllm_local_update", instruction=instruction, data=data)
@@ -35,7 +38,7 @@ def run_client(ctx: RunContext, instruction: ClientInstruction) -> ClientUpdate:
         raise FedLLMError("the task's fedllm_local_update returned no update")
     ctx.call("fedllm_client_end", instruction=instruction, update=update)
     ctx.each("fedllm_privatize", instruction=instruction, update=update)
-    return update
+    return encode_update(ctx, instruction, update)
 
 
 class InProcess(Backend):

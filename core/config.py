@@ -29,7 +29,7 @@ from .errors import ConfigError, FedLLMError
 from .plugins import PluginInfo, load
 
 COMPONENTS_ONE = ("dataset", "task", "peft", "sampler", "algorithm")
-COMPONENTS_MANY = ("privacy", "evaluators")
+COMPONENTS_MANY = ("privacy", "evaluators", "codecs")
 #: config section -> plugin kind
 SECTION_KIND = {
     "dataset": "dataset",
@@ -39,6 +39,7 @@ SECTION_KIND = {
     "algorithm": "algorithm",
     "privacy": "privacy",
     "evaluators": "evaluator",
+    "codecs": "codec",
 }
 
 
@@ -140,6 +141,9 @@ class RunConfig(_Strict):
     algorithm: dict[str, Any] = {"name": "fedavg"}
     privacy: list[dict[str, Any]] = []
     evaluators: list[dict[str, Any]] = [{"name": "heldout-loss"}]
+    codecs: list[dict[str, Any]] = Field(
+        [], description="Message codecs, a chain in order (fedllm.codecs): "
+        "e.g. [{name: int8}, {name: zstd}]; none: messages travel as float32.")
     plugins: dict[str, Any] = Field(
         default_factory=dict,
         description="Written by fedllm: the resolved plugin distributions and versions.",

@@ -243,8 +243,9 @@ def load_runtime(ctx: RunContext, *, encode: bool = True) -> None:
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     ctx.accelerator = make_accelerator(cfg.runtime)
-    ctx.tokenizer = load_tokenizer(cfg.model)
-    base = load_model(cfg.model, ctx.device,
+    model_cfg = _model_config(ctx)
+    ctx.tokenizer = load_tokenizer(model_cfg)
+    base = load_model(model_cfg, ctx.device,
                       gradient_checkpointing=cfg.train.gradient_checkpointing)
     torch.manual_seed(cfg.seed)  # adapter initialisation
     model = ctx.call("fedllm_wrap_model", model=base)
@@ -260,6 +261,14 @@ def load_runtime(ctx: RunContext, *, encode: bool = True) -> None:
     # every later gc.collect() then skips ~500k objects (STACK.md P5).
     gc.collect()
     gc.freeze()
+
+
+def _model_config(ctx: RunContext):
+    """``model``, pointed at the directory the peft component's ``fedllm_model_path`` names."""
+    path = ctx.call("fedllm_model_path")
+    if path is None:
+        return ctx.config.model
+    return ctx.config.model.model_copy(update={"name_or_path": str(path)})
 
 
 def encode_dataset(ctx: RunContext) -> None:

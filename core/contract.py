@@ -152,6 +152,22 @@ class Peft(Component):
         and ``model.save_pretrained`` must write an adapter ``PeftModel.from_pretrained`` loads.
         """
 
+    @hook(side="both", when="once per process, before the base model and tokenizer load")
+    def fedllm_model_path(self, ctx: RunContext) -> str | None:
+        """The directory of the model this process loads as its frozen base (weights and
+        tokenizer) instead of ``model.name_or_path``, e.g. the emulator federated
+        offsite-tuning gives clients in place of the full model; ``None``: the configured
+        model. ``ctx.model_info`` still describes the configured model."""
+
+    @hook(side="server", when="whenever the server evaluates a global adapter (every "
+          "eval_every rounds, at the end, `fedllm eval`) and when it saves the final adapter")
+    def fedllm_server_model(self, ctx: RunContext, params: Params | None) -> Any:
+        """The model the server evaluates and saves, holding the global adapter ``params``
+        (named as ``ctx.trainable``; ``None``: the adapter ``ctx.model`` holds now). Its
+        ``save_pretrained`` writes the run's final adapter. Without this hook it is
+        ``ctx.model`` with ``params`` loaded; offsite-tuning plugs the adapter trained on the
+        emulator into the full model here, which never leaves the server."""
+
     @hook(side="cli", when="by `fedllm eval ADAPTER_DIR`, for an adapter whose peft_type is "
           "in this component's peft_types")
     def fedllm_config_from_adapter(self, adapter_config: dict[str, Any]) -> dict[str, Any] | None:
@@ -377,6 +393,47 @@ class Backend(Component):
         """Stop workers, release nodes."""
 
 
+class Codec(Component):
+    """Encodes what travels between server and clients, decodes it on arrival (``fedllm.codecs``).
+
+    The run's codecs form a chain in config order (decoded in reverse), applied on every
+    backend to each message part: the instruction's adapter (``"down"``, encoded once per
+    cohort and round and shared by the cohort's clients), the update's adapter (``"up"``,
+    after privacy) and the tensors in either's ``extras``. A part's tensors are a flat
+    ``{name: tensor}``; a codec returns new tensors (any names, numpy-compatible dtypes: the
+    wire formats carry them as arrays) plus JSON-serialisable ``meta`` its decoder gets back,
+    or ``None`` to pass the part on unchanged (e.g. a codec for one direction). Without
+    codecs nothing is encoded. Codecs must be deterministic (same input, same output), so
+    that server state and resumed runs stay bit-exact.
+
+    Capabilities: ``lossless`` (decode ∘ encode is the identity; lossless codecs come after
+    lossy ones in the chain)."""
+
+    kind = "codec"
+    lossless: bool = False
+
+    @hook(mode="each", side="both", when="per message part before it is sent, in config "
+          "order (down: on the server; up: on the client, after fedllm_privatize)")
+    def fedllm_codec_encode(self, ctx: RunContext, direction: Literal["down", "up"],
+                            cohort: str, round: int, client_id: str | None,
+                            tensors: Params, reference: Params | None
+                            ) -> tuple[Params, dict[str, Any]] | None:
+        """Encode ``tensors`` (the previous codec's output). ``reference`` (first codec of the
+        chain only; else ``None``) holds tensors of the same names the receiver already has,
+        the adapter the client started from for an upload: a lossy codec may encode the
+        difference from it. ``client_id`` is ``None`` for the shared down adapter. Per-client
+        state (e.g. an error-feedback residual) belongs in ``ctx.client_state``."""
+
+    @hook(mode="each", side="both", when="per message part on arrival, in reverse config "
+          "order (down: on the client, before training; up: on the server, before privacy "
+          "and aggregation)")
+    def fedllm_codec_decode(self, ctx: RunContext, direction: Literal["down", "up"],
+                            cohort: str, round: int, client_id: str | None, tensors: Params,
+                            meta: dict[str, Any], reference: Params | None) -> Params:
+        """Invert this codec's ``fedllm_codec_encode``: ``tensors`` and ``meta`` are what it
+        returned, ``reference`` what it was given."""
+
+
 class Command(Component):
     """Subcommands of the ``fedllm`` CLI contributed by a distribution (``fedllm.commands``).
 
@@ -391,14 +448,15 @@ class Command(Component):
 
 #: Every kind, in the order a run registers its components.
 KINDS: dict[str, type[Component]] = {c.kind: c for c in (
-    Dataset, Peft, Task, Sampler, Algorithm, Privacy, Evaluator, Judge, Backend, Command)}
+    Dataset, Peft, Task, Sampler, Algorithm, Privacy, Evaluator, Judge, Codec, Backend,
+    Command)}
 
 #: kind -> entry-point group
 GROUPS: dict[str, str] = {
     "algorithm": "fedllm.algorithms", "sampler": "fedllm.samplers",
     "dataset": "fedllm.datasets", "task": "fedllm.tasks", "peft": "fedllm.peft",
     "privacy": "fedllm.privacy", "evaluator": "fedllm.evaluators", "judge": "fedllm.judges",
-    "backend": "fedllm.backends", "command": "fedllm.commands",
+    "codec": "fedllm.codecs", "backend": "fedllm.backends", "command": "fedllm.commands",
 }
 
 

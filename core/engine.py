@@ -28,10 +28,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from .codecs import Wire
 from .config import ResolvedConfig, lr_at
 from .context import RunContext, build_context, load_runtime, prepare
 from .errors import ConfigError, FedLLMError, RunDirError
-from .evaluation import evaluate_model
+from .evaluation import evaluate_model, server_model
 from .guard import screen
 from .messages import ClientInstruction, ClientUpdate, Params, RoundReport, nbytes
 from .output import QUIET, verbosity
@@ -381,6 +382,7 @@ class Engine:
                        + (f" [{cohort}]" if len(self.cohorts) > 1 else ""))
         glob, state = self.globals[cohort], self.states[cohort]
         per_client: dict[str, dict[str, Any]] = {}
+        wire = Wire(ctx, cohort, r, glob)  # message codecs (a no-op without them)
 
         def instructions() -> Iterator[ClientInstruction]:
             for cid in selected:
@@ -388,6 +390,7 @@ class Engine:
                                         lr=lr, seed=client_seed(cfg.seed, r, cid))
                 ctx.call("fedllm_configure_client", cohort=cohort, round=r, instruction=ins,
                          state=state)
+                ins = wire.down(ins)
                 totals.down += nbytes(ins.params) + nbytes(ins.extras)
                 yield ins
 
@@ -396,6 +399,7 @@ class Engine:
         def tracked(it: Iterator[ClientUpdate]) -> Iterator[ClientUpdate]:
             for u in it:
                 totals.up += nbytes(u.params) + nbytes(u.extras)
+                u = wire.up(u)
                 kept, why, norm = screen(u, glob, cfg.guard)
                 for m in u.clients():
                     n, metrics = m["num_samples"], m["metrics"]
@@ -438,6 +442,7 @@ class Engine:
         self.globals[cohort] = {k: v.detach().to("cpu", torch.float32) for k, v in new.items()}
         for k, v in report.stats.items():
             record[k] = record.get(k, 0) + v  # e.g. serialised bytes on the wire
+        wire.record(record)
         out_rec: dict[str, Any] = {"sampled": selected, "clients": per_client}
         if dropped:
             out_rec["dropped"] = dropped
@@ -450,9 +455,9 @@ class Engine:
     def _save_final(self) -> None:
         single = len(self.cohorts) == 1
         for cohort in self.cohorts:
-            self.ctx.set_params(self.globals[cohort])
+            model = server_model(self.ctx, self.globals[cohort])
             self.run_dir.save_adapter(
-                self.ctx.model, self.run_dir.adapter_dir(cohort, single),
+                model, self.run_dir.adapter_dir(cohort, single),
                 tokenizer=self.ctx.tokenizer, base_model=self.cfg.model.name_or_path,
                 revision=self.cfg.model.revision)
 

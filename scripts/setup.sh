@@ -46,10 +46,10 @@ echo "ok"
 
 # Editable installs of our own distributions; build isolation off (the backends are installed
 # above), so no per-package build environment is made and nothing is downloaded again.
-step "fedllm + 7 plugin distributions (editable)"
+step "fedllm + 8 plugin distributions (editable)"
 run "${PIP[@]}" --no-build-isolation -e . \
   -e plugins/algorithms -e plugins/datasets -e plugins/tasks -e plugins/peft \
-  -e plugins/evaluators -e plugins/privacy -e plugins/flower
+  -e plugins/evaluators -e plugins/privacy -e plugins/flower -e "plugins/codecs[zstd]"
 echo "ok"
 
 step "check"

@@ -29,7 +29,7 @@ def test_resolved_config_fills_every_default_and_versions():
     d = r.to_dict()
     assert d["peft"] == {"name": "lora", "r": 8, "alpha": 32, "dropout": 0.05,
                          "target_modules": ["q_proj", "v_proj"], "bias": "none",
-                         "use_rslora": False}
+                         "use_rslora": False, "layers_to_transform": None}
     assert d["algorithm"]["name"] == "fedavg"
     assert d["plugins"]["algorithm:fedavg"].startswith("fedllm-algorithms ")
     assert d["train"]["local_steps"] == RunConfig().train.local_steps

@@ -158,6 +158,62 @@ def test_hook_fedllm_config_from_adapter(tmp_path):
     assert cfg["peft"]["name"] == "lora" and cfg["peft"]["r"] == 4
 
 
+def _replacing(monkeypatch, kind: str, obj_factory):
+    """Runs build the ``kind`` component as ``obj_factory(config)`` (a subclass recording
+    its calls), everything else as usual."""
+    import fedllm.context as context_module
+    from fedllm.plugins import RunComponent
+
+    real = context_module.build
+
+    def build(info, config):
+        if info.kind == kind:
+            return RunComponent(info, config, obj_factory(config))
+        return real(info, config)
+
+    monkeypatch.setattr(context_module, "build", build)
+
+
+def test_hook_fedllm_model_path(tmp_path, monkeypatch, fedllm_home):
+    """The core loads the directory the peft component names (weights and tokenizer)."""
+    from fedllm.tiny import ensure_tiny
+    from fedllm_peft.lora import Lora
+
+    small = ensure_tiny(fedllm_home / "models" / "tiny-1-block", num_hidden_layers=1)
+
+    class Elsewhere(Lora):
+        @hookimpl
+        def fedllm_model_path(self, ctx):
+            assert ctx.model is None and ctx.model_info.num_hidden_layers == 2
+            return str(small)
+
+    _replacing(monkeypatch, "peft", Elsewhere)
+    eng = run_quick(tmp_path, "rounds=1", "evaluators=[]")
+    assert eng.ctx.model.get_base_model().config.num_hidden_layers == 1
+    assert eng.ctx.tokenizer.name_or_path == str(small)
+
+
+def test_hook_fedllm_server_model(tmp_path, monkeypatch):
+    """Every evaluation and the final save use the model the peft component gives."""
+    from fedllm_peft.lora import Lora
+
+    seen = []
+
+    class Served(Lora):
+        @hookimpl
+        def fedllm_server_model(self, ctx, params):
+            seen.append(params)
+            ctx.set_params(params)
+            return ctx.model
+
+    _replacing(monkeypatch, "peft", Served)
+    eng = run_quick(tmp_path, "rounds=2", "eval_every=1",
+                    "evaluators=[{name: heldout-loss, max_samples_per_client: 1}]")
+    assert len(seen) == 3  # two evaluations, then the final adapter's save
+    assert all(torch.equal(seen[-1][k], v) for k, v in eng.globals["global"].items())
+    assert "heldout-loss" in eng.history[0]["eval"]["global"]
+
+
 # --------------------------------------------------------------------------- task
 
 
@@ -363,6 +419,71 @@ def test_hook_fedllm_evaluate(spied):
     assert len(calls) == len(a.ctx.cohorts) * len(a.history)  # eval_every=1, per cohort
     assert all(c["kwargs"]["model"] is a.ctx.model and not c["kwargs"]["model"].training
                for c in calls)
+
+
+# --------------------------------------------------------------------------- codec
+
+
+@pytest.fixture(scope="module")
+def coded(tmp_path_factory):
+    """A SCAFFOLD run (extras both ways) with an int8 codec that records its calls."""
+    from fedllm_codecs.quantize import Int8Codec
+
+    calls: list[tuple[str, dict]] = []
+
+    class Recording(Int8Codec):
+        @hookimpl
+        def fedllm_codec_encode(self, ctx, direction, cohort, round, client_id, tensors,
+                                reference):
+            out = super().fedllm_codec_encode(
+                ctx=ctx, direction=direction, cohort=cohort, round=round, client_id=client_id,
+                tensors=tensors, reference=reference)
+            calls.append(("encode", dict(direction=direction, client_id=client_id,
+                                         tensors=tensors, reference=reference, out=out)))
+            return out
+
+        @hookimpl
+        def fedllm_codec_decode(self, ctx, direction, cohort, round, client_id, tensors, meta,
+                                reference):
+            out = super().fedllm_codec_decode(
+                ctx=ctx, direction=direction, cohort=cohort, round=round, client_id=client_id,
+                tensors=tensors, meta=meta, reference=reference)
+            calls.append(("decode", dict(direction=direction, client_id=client_id, out=out)))
+            return out
+
+    mp = pytest.MonkeyPatch()
+    _replacing(mp, "codec", Recording)
+    try:
+        eng = run_quick(tmp_path_factory.mktemp("codec"), "algorithm.name=scaffold",
+                        "codecs=[{name: int8}]", "evaluators=[]")
+    finally:
+        mp.undo()
+    return calls, eng
+
+
+def test_hook_fedllm_codec_encode(coded):
+    calls, eng = coded
+    enc = [c for k, c in calls if k == "encode"]
+    shared = [c for c in enc if c["direction"] == "down" and c["client_id"] is None]
+    assert len(shared) == eng.cfg.rounds  # the cohort's adapter: once per round, for everyone
+    ups = [c for c in enc if c["direction"] == "up"]
+    adapters = [c for c in ups if c["reference"] is not None]
+    assert len(adapters) == eng.cfg.rounds * eng.cfg.clients_per_round
+    assert all(set(c["tensors"]) == set(eng.ctx.trainable) for c in adapters)
+    assert all(v.dtype in (torch.int8, torch.float32) for c in enc for v in c["out"][0].values())
+    rec = eng.history[-1]
+    assert rec["bytes_up"] == rec["codec"]["up"]["bytes"] < 0.3 * rec["codec"]["up"]["raw_bytes"]
+    assert 0 < rec["codec"]["up"]["rel_error"] < 0.02
+
+
+def test_hook_fedllm_codec_decode(coded):
+    calls, eng = coded
+    dec = [c for k, c in calls if k == "decode"]
+    clients = [c for c in dec if c["direction"] == "down" and c["client_id"] is None]
+    assert len(clients) >= eng.cfg.rounds * eng.cfg.clients_per_round  # each client decodes
+    server = [c for c in dec if c["direction"] == "up"]
+    assert len(server) >= eng.cfg.rounds * eng.cfg.clients_per_round
+    assert all(v.dtype == torch.float32 for c in server for v in c["out"].values())
 
 
 # --------------------------------------------------------------------------- judge

@@ -403,16 +403,42 @@ class TaskContract(ComponentContract):
 
 class PeftContract(ComponentContract):
     """Exactly the trainable tensors travel, the frozen base stays frozen, and the saved
-    adapter loads with ``PeftModel.from_pretrained`` to the same tensors."""
+    adapter loads with ``PeftModel.from_pretrained`` (and into a freshly wrapped model, as
+    ``fedllm eval`` loads it) to a model that computes the same logits."""
 
     kind = "peft"
     applies = {"test_rebuilds_from_its_saved_adapter_config":
-               lambda cls, c: bool(c.cap("peft_types"))}
+               lambda cls, c: bool(c.cap("peft_types")),
+               "test_a_freshly_wrapped_model_loads_the_saved_adapter":
+               lambda cls, c: not c.implements("fedllm_server_model")}
 
     @pytest.fixture(scope="class")
     @classmethod
     def ctx(cls, fedllm_home):
         return _fresh_ctx(*_section("peft", cls.name, cls.config))
+
+    @pytest.fixture
+    def trained(self, ctx):
+        """The adapter moved off its initialisation (LoRA's B = 0 would hide a failed load),
+        restored afterwards."""
+        import torch
+
+        theta = ctx.get_params()
+        g = torch.Generator().manual_seed(0)
+        ctx.set_params({k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in theta.items()})
+        ctx.model.eval()
+        yield ctx
+        ctx.set_params(theta)
+
+    @staticmethod
+    def _logits(model, ctx):
+        import torch
+
+        rows = ctx.encoded["train"].select(range(2))
+        batch = ctx.call("fedllm_collate", examples=[rows[i] for i in range(len(rows))])
+        with torch.no_grad():
+            return model(input_ids=batch["input_ids"],
+                         attention_mask=batch["attention_mask"]).logits
 
     def test_exactly_the_trainable_tensors_travel(self, ctx):
         trainable = {n for n, p in ctx.model.named_parameters() if p.requires_grad}
@@ -422,20 +448,44 @@ class PeftContract(ComponentContract):
         frozen = sum(p.numel() for n, p in ctx.model.named_parameters() if not p.requires_grad)
         assert frozen > sum(v.numel() for v in params.values()), "the base must stay frozen"
 
-    def test_saved_adapter_loads_with_peft(self, ctx, tmp_path):
+    def test_saved_adapter_loads_with_peft(self, trained, tmp_path):
         import torch
-        from peft import PeftModel
+        from peft import PeftModel, get_peft_model_state_dict
         from transformers import AutoModelForCausalLM
 
+        from ..evaluation import server_model
         from ..model import resolve_path
 
-        ctx.model.save_pretrained(str(tmp_path / "adapter"))
+        ctx = trained
+        model = server_model(ctx, ctx.get_params())  # what the server evaluates and saves
+        model.eval()
+        model.save_pretrained(str(tmp_path / "adapter"))
         base = AutoModelForCausalLM.from_pretrained(resolve_path(ctx.config.model))
         loaded = PeftModel.from_pretrained(base, str(tmp_path / "adapter"))
-        theirs = dict(loaded.named_parameters())
-        for name, p in ctx.trainable.items():
-            assert name in theirs, f"{name} is not in the loaded adapter"
-            assert torch.equal(theirs[name].detach(), p.detach())
+        loaded.eval()
+        ours, theirs = get_peft_model_state_dict(model), get_peft_model_state_dict(loaded)
+        assert set(ours) == set(theirs)
+        for k in ours:
+            assert torch.equal(ours[k].cpu(), theirs[k].cpu()), f"{k} differs once loaded"
+        torch.testing.assert_close(self._logits(loaded, ctx), self._logits(model, ctx))
+
+    def test_a_freshly_wrapped_model_loads_the_saved_adapter(self, trained, tmp_path):
+        """``fedllm eval`` wraps a new base with the component and loads the saved tensors."""
+        import torch
+
+        from ..cli.evaluate import load_saved_adapter
+        from ..model import load_model
+
+        ctx = trained
+        ctx.model.save_pretrained(str(tmp_path / "adapter"))
+        comp = ctx.plugins.one("peft")
+        torch.manual_seed(1)  # a different initialisation: everything must come from the file
+        fresh = comp.call("fedllm_wrap_model", ctx=ctx, model=load_model(ctx.config.model,
+                                                                          ctx.device))
+        load_saved_adapter(fresh, tmp_path / "adapter",
+                           {n: p for n, p in fresh.named_parameters() if p.requires_grad})
+        fresh.eval()
+        torch.testing.assert_close(self._logits(fresh, ctx), self._logits(ctx.model, ctx))
 
     def test_rebuilds_from_its_saved_adapter_config(self, ctx, tmp_path):
         comp = ctx.plugins.one("peft")
@@ -577,6 +627,103 @@ class BackendContract(ComponentContract):
         assert not there.history[0]["cohorts"]["global"].get("dropped")
 
 
+# =========================================================================== codec
+
+
+class CodecContract(ComponentContract):
+    """A codec's decode inverts its encode (exactly when it claims ``lossless``, within
+    ``max_rel_error`` otherwise) for both directions it encodes, restoring every tensor's
+    name, shape and dtype; it is deterministic; what it sends is arrays the wire formats
+    carry (numpy dtypes) and JSON metadata; a run with it resumes bit-exactly."""
+
+    kind = "codec"
+    #: the largest ‖x̂ − x‖ / ‖x‖ a lossy codec may reach on a trained-looking adapter change
+    max_rel_error: ClassVar[float] = 0.05
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def ctx(cls, fedllm_home, tmp_path_factory):
+        from ..state import ClientStateStore
+
+        ctx = _fresh_ctx(*_section("codecs.0", cls.name, cls.config))
+        ctx.client_state = ClientStateStore(tmp_path_factory.mktemp("codec-state"))
+        return ctx
+
+    def _message(self, ctx):
+        import torch
+
+        theta = ctx.get_params()
+        g = torch.Generator().manual_seed(0)
+        moved = {k: v + 0.01 * torch.randn(v.shape, generator=g) for k, v in theta.items()}
+        return theta, moved
+
+    def _roundtrip(self, ctx, direction, tensors, reference, client="c0", round=0):
+        comp = ctx.plugins.one("codec")
+        out = call(comp, "fedllm_codec_encode", ctx=ctx, direction=direction, cohort="global",
+                   round=round, client_id=client, tensors=tensors, reference=reference)
+        if out is None:
+            return None
+        enc, meta = out
+        json.dumps(meta)
+        for v in enc.values():
+            v.numpy()  # a dtype numpy (and so every wire format) carries
+        dec = call(comp, "fedllm_codec_decode", ctx=ctx, direction=direction, cohort="global",
+                   round=round, client_id=client, tensors=enc, meta=meta, reference=reference)
+        return enc, meta, dec
+
+    @pytest.mark.parametrize("direction", ["down", "up"])
+    def test_decode_inverts_encode(self, ctx, direction):
+        import torch
+
+        theta, moved = self._message(ctx)
+        ref = theta if direction == "up" else None
+        done = self._roundtrip(ctx, direction, moved, ref)
+        if done is None:
+            return  # it does not encode this direction
+        _, _, dec = done
+        assert set(dec) == set(moved)
+        lossless = ctx.plugins.one("codec").cap("lossless")
+        num = den = 0.0
+        for k, x in moved.items():
+            assert dec[k].shape == x.shape and dec[k].dtype == x.dtype, k
+            if lossless:
+                assert torch.equal(dec[k], x), f"{k} changed: a lossless codec must be exact"
+            base = ref[k] if ref is not None else 0.0
+            num += float((dec[k] - x).double().pow(2).sum())
+            den += float((x - base).double().pow(2).sum())
+        assert (num / den) ** 0.5 <= self.max_rel_error
+
+    def test_is_deterministic(self, ctx):
+        import torch
+
+        theta, moved = self._message(ctx)
+        for direction, ref in (("down", None), ("up", theta)):
+            a = self._roundtrip(ctx, direction, moved, ref, client="d1", round=3)
+            b = self._roundtrip(ctx, direction, moved, ref, client="d1", round=3)
+            if a is None:
+                continue
+            assert a[1] == b[1] and a[0].keys() == b[0].keys()
+            assert all(torch.equal(a[0][k], b[0][k]) for k in a[0])
+
+    def test_a_run_with_it_resumes_bit_exactly(self, tmp_path):
+        import torch
+
+        from ..engine import Engine
+        from . import run_quick
+
+        codec = f"codecs={json.dumps([{'name': self.name, **self.config}])}"
+        whole = run_quick(tmp_path, codec, "rounds=3", "evaluators=[]", name="whole")
+        run_quick(tmp_path, codec, "rounds=3", "evaluators=[]", name="part", until=2)
+        from rich.console import Console
+
+        resumed = Engine.resume(tmp_path / "part", console=Console(stderr=True, quiet=True),
+                                progress=False)
+        resumed.run()
+        for k, v in whole.globals["global"].items():
+            assert torch.equal(resumed.globals["global"][k], v), f"{k} differs after --resume"
+        assert [r["bytes_up"] for r in resumed.history] == [r["bytes_up"] for r in whole.history]
+
+
 # =========================================================================== command
 
 
@@ -599,4 +746,4 @@ class CommandContract(ComponentContract):
 
 __all__ = ["ComponentContract", "AlgorithmContract", "SamplerContract", "DatasetContract",
            "TaskContract", "PeftContract", "PrivacyContract", "EvaluatorContract",
-           "JudgeContract", "BackendContract", "CommandContract", "HEAVY"]
+           "JudgeContract", "CodecContract", "BackendContract", "CommandContract", "HEAVY"]

@@ -115,6 +115,9 @@ def continuation_logprobs(model, tok, prompts: list[str], conts: list[list[str]]
                 ids_t[row, :len(ids)] = torch.tensor(ids)
                 mask[row, :len(ids)] = 1
             logits = model(input_ids=ids_t.to(device), attention_mask=mask.to(device)).logits
+            # prompt-learning adapters (prompt / p-tuning) prepend virtual tokens to the
+            # outputs: keep the positions of the real tokens
+            logits = logits[:, -longest:]
             logp = torch.log_softmax(logits.float(), dim=-1).cpu()
             for row, (_, targets) in enumerate(chunk):
                 for pi, ci, pos, token in targets:

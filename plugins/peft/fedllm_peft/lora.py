@@ -1,4 +1,11 @@
-"""LoRA through peft: only the low-rank A/B matrices are trainable, so only they travel."""
+"""LoRA and DoRA through peft: only the low-rank A/B matrices (and DoRA's magnitude vectors)
+are trainable, so only they travel.
+
+Supported algorithms: all of fedllm's (fedavg, local, fedprox, scaffold, fedavgm, fedadagrad,
+fedyogi, fedadam). Averaging A and B separately is not averaging the products B·A (the
+usual federated-LoRA approximation, as in OpenFedLLM and FS-LLM); DoRA averages the magnitude
+vectors the same way.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from fedllm import Peft, Plugin, PluginConfig, hookimpl
-from fedllm.errors import ConfigError
+from fedllm import Plugin, PluginConfig, hookimpl
+
+from .base import PeftMethod, sorted_targets
 
 if TYPE_CHECKING:
     from fedllm.context import RunContext
@@ -22,38 +30,47 @@ class LoraConfig(PluginConfig):
         "None for peft's per-architecture default).")
     bias: str = Field("none", pattern="^(none|all|lora_only)$")
     use_rslora: bool = False
+    layers_to_transform: list[int] | None = Field(
+        None, description="Adapt only these decoder layers (indices; None: every layer).")
 
 
-class Lora(Peft):
+class Lora(PeftMethod):
     peft_types = ("LORA",)
+    dora = False
 
-    def __init__(self, config: LoraConfig):
-        self.config = config
-
-    @hookimpl
-    def fedllm_config_from_adapter(self, adapter_config: dict[str, Any]) -> dict[str, Any] | None:
-        targets = adapter_config.get("target_modules")
-        return {"name": "lora", "r": adapter_config["r"],
-                "alpha": adapter_config["lora_alpha"], "dropout": 0.0,
-                "target_modules": sorted(targets) if isinstance(targets, list) else targets,
-                "use_rslora": bool(adapter_config.get("use_rslora", False))}
-
-    @hookimpl
-    def fedllm_wrap_model(self, ctx: RunContext, model: Any) -> Any:
+    def build(self, ctx: RunContext, model: Any) -> Any:
         import peft
 
         c = self.config
-        cfg = peft.LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout,
-                              target_modules=c.target_modules, bias=c.bias,
-                              use_rslora=c.use_rslora, task_type="CAUSAL_LM")
-        try:
-            return peft.get_peft_model(model, cfg)
-        except ValueError as exc:
-            names = sorted({n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n})
-            raise ConfigError(f"peft.target_modules: {c.target_modules!r} does not fit this "
-                              f"model ({exc}); its module names include "
-                              f"{', '.join(names[:20])}") from None
+        return peft.LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout,
+                               target_modules=c.target_modules, bias=c.bias,
+                               use_rslora=c.use_rslora, use_dora=self.dora,
+                               layers_to_transform=c.layers_to_transform,
+                               task_type="CAUSAL_LM")
+
+    @hookimpl
+    def fedllm_config_from_adapter(self, adapter_config: dict[str, Any]) -> dict[str, Any] | None:
+        if bool(adapter_config.get("use_dora", False)) != self.dora:
+            return None  # the other one of lora / dora rebuilds it
+        layers = adapter_config.get("layers_to_transform")
+        return {"name": "dora" if self.dora else "lora", "r": adapter_config["r"],
+                "alpha": adapter_config["lora_alpha"], "dropout": 0.0,
+                "target_modules": sorted_targets(adapter_config.get("target_modules")),
+                "bias": adapter_config.get("bias", "none"),
+                "use_rslora": bool(adapter_config.get("use_rslora", False)),
+                "layers_to_transform": [layers] if isinstance(layers, int) else layers}
+
+
+class Dora(Lora):
+    """DoRA (weight-decomposed LoRA): peft's ``use_dora``; a magnitude vector per adapted
+    module travels beside A and B."""
+
+    dora = True
 
 
 plugin = Plugin(kind="peft", name="lora", factory=Lora, Config=LoraConfig,
-                description="LoRA adapters (peft): r, alpha, dropout, target modules.")
+                description="LoRA adapters (peft): r, alpha, dropout, target modules; all "
+                "algorithms.")
+dora = Plugin(kind="peft", name="dora", factory=Dora, Config=LoraConfig,
+              description="DoRA (peft's use_dora): LoRA plus a trained magnitude per adapted "
+              "module; all algorithms.")

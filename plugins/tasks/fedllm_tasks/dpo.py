@@ -218,6 +218,8 @@ class DPO(DynamicSteps):
                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         if self._loss is None:
             self._loss = self._prepare(ctx, model)
+        elif not getattr(model.get_base_model(), "_fedllm_fused_lm_head", False):
+            self._prepare(ctx, model)  # another model, e.g. the full one the server evaluates
         return self._loss(model, batch)
 
 

@@ -1,0 +1,1 @@
+"""fedllm message codecs: what travels between server and clients, smaller."""
