@@ -17,14 +17,14 @@ _EXPORTS = {
     "hookimpl": "contract", "Component": "contract", "Dataset": "contract",
     "Peft": "contract", "Task": "contract", "Sampler": "contract", "Algorithm": "contract",
     "Privacy": "contract", "Evaluator": "contract", "Judge": "contract",
-    "Backend": "contract", "Command": "contract",
+    "Backend": "contract", "Command": "contract", "Preset": "contract",
     "Plugin": "plugins", "PluginConfig": "pluginconfig",
     "ClientInstruction": "messages", "ClientUpdate": "messages", "RoundReport": "messages",
     "FederatedDataset": "data",
 }
 
 __all__ = ["__version__", "hookimpl", "Component", "Dataset", "Peft", "Task", "Sampler",
-           "Algorithm", "Privacy", "Evaluator", "Judge", "Backend", "Command", "Plugin",
+           "Algorithm", "Privacy", "Evaluator", "Judge", "Backend", "Command", "Preset", "Plugin",
            "PluginConfig", "ClientInstruction", "ClientUpdate", "RoundReport",
            "FederatedDataset"]
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         Evaluator,
         Judge,
         Peft,
+        Preset,
         Privacy,
         Sampler,
         Task,

@@ -32,6 +32,7 @@ from .evaluation import evaluate_model
 from .messages import ClientInstruction, ClientUpdate, Params, RoundReport, nbytes
 from .rundir import RunDir
 from .state import ClientStateStore
+from .trackers import Trackers
 
 
 def client_seed(run_seed: int, round: int, client_id: str) -> int:
@@ -110,6 +111,8 @@ class Engine:
     def _start(self) -> None:
         self.ctx.run_dir = self.run_dir.path
         self.ctx.client_state = ClientStateStore(self.run_dir.path / "client_state")
+        self.ctx.progress = self.show_progress  # evaluators' progress bars follow --no-progress
+        self.trackers = Trackers(self.ctx, self.run_dir.path)  # runtime.trackers ([]: none)
         self.ctx.call("fedllm_backend_start")
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -161,6 +164,7 @@ class Engine:
         try:
             return self._run(until_round)
         finally:
+            self.trackers.end()
             self.ctx.call("fedllm_backend_close")
 
     def _run(self, until_round: int | None) -> dict[str, Any]:
@@ -204,6 +208,7 @@ class Engine:
         record.update(peak_memory_mb())
         ctx.each("fedllm_round_end", round=r, record=record)
         self.run_dir.append_metrics(record)
+        self.trackers.log(record, step=r)
         self.history.append(record)
         if cfg.checkpoint_every and ((r + 1) % cfg.checkpoint_every == 0 or last):
             self._checkpoint(r)
