@@ -35,6 +35,7 @@ def _component_presets(component: str) -> list[PresetInfo]:
     from .plugins import build, load
 
     info = load("preset", component)
+    assert info.plugin is not None  # load raises otherwise
     comp = build(info, info.plugin.Config() if info.plugin.Config is not None else None)
     found = comp.call("fedllm_presets")
     if not isinstance(found, dict):

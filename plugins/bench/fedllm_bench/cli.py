@@ -7,6 +7,7 @@ stays instant."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -95,6 +96,7 @@ def bench(suite, out_dir, overrides, seeds, isolate, dry_run, report_only, list_
         out.print(t)
         err.print("[green]every cell's config resolves[/]")
         return
+    manifest: dict[str, Any]
     if report_only:
         manifest = {"suite": s.name, "title": s.title, "cells": [
             {**c.spec(), "run_dir": str(runner.run_dir(target, c)),

@@ -16,6 +16,9 @@ from typing import Any
 
 from .results import read_run, round_number
 
+#: evaluation results that are counts, not metrics (not plotted)
+_COUNTS = {"samples", "n", "n_samples", "unparsed", "judgments", "timeouts", "with_reference"}
+
 
 def new_figure(width: float = 7.0, height: float = 3.8):
     import matplotlib
@@ -26,6 +29,14 @@ def new_figure(width: float = 7.0, height: float = 3.8):
     fig, ax = plt.subplots(figsize=(width, height))
     ax.grid(True, alpha=0.3)
     return fig, ax
+
+
+def set_title(ax, text: str) -> None:
+    """A title wrapped to the axes' width, so that nothing is cut off."""
+    import textwrap
+
+    width = ax.figure.get_size_inches()[0]
+    ax.set_title("\n".join(textwrap.wrap(text, width=int(width * 10.5))), fontsize=10)
 
 
 def save(fig, path: Path) -> Path:
@@ -64,7 +75,8 @@ def _eval_keys(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
             for cohort, res in (rec.get("eval") or {}).items():
                 for ev, scores in (res or {}).items():
                     for k, v in (scores or {}).items():
-                        if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        if isinstance(v, (int, float)) and not isinstance(v, bool) \
+                                and k not in _COUNTS:
                             seen[(cohort, ev, k)] = None
     return list(seen)
 
@@ -84,7 +96,7 @@ def _label(run: dict[str, Any], runs: list[dict[str, Any]]) -> str:
 
 
 def _finish(fig, ax, title: str, ylabel: str, path: Path, legend: bool = True) -> Path:
-    ax.set_title(title)
+    set_title(ax, title)
     ax.set_xlabel("round")
     ax.set_ylabel(ylabel)
     if legend and ax.get_legend_handles_labels()[0]:
@@ -114,14 +126,14 @@ def run_figures(runs: list[dict[str, Any]], out: Path) -> list[Path]:
                             ys.append(m["train_loss"])
             many = len(clients) > 12
             for cid, (xs, ys) in sorted(clients.items()):
-                ax.plot(xs, ys, marker=".", linestyle=":", linewidth=0.8, alpha=0.6,
+                ax.plot(xs, ys, marker="o", markersize=4, linestyle="none", alpha=0.6,
                         label=None if many else f"client {cid}")
         xs, ys = _series(run, lambda r: r.get("train_loss"))
         ax.plot(xs, ys, color="black" if single else None, linewidth=2.2, marker="o",
                 markersize=4, label="weighted mean" if single else label)
     title = f"{tag}: train loss per round"
     if single:
-        title += " (dotted: each sampled client; bold: sample-weighted mean)"
+        title += " (dots: each sampled client; bold: sample-weighted mean)"
     paths.append(_finish(fig, ax, title, "train loss", out / "train-loss.png"))
 
     # evaluation metrics

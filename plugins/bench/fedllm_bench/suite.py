@@ -18,8 +18,9 @@ file path)::
     compare: {baseline: Local training}          # margins of every row over this one
 
 Every run is a *cell*: its preset, the suite's ``set``, the row's, column's and replica's
-``set``, ``seed=<seed>``, and then the command line's ``--set``. A cell's id hashes all of that,
-so an edited suite never reuses a run made for another config.
+``set``, ``seed=<seed>``, and then the command line's ``--set``. A cell's id hashes all of that
+(the preset's content included), so an edited suite or preset never reuses a run made for
+another config.
 """
 
 from __future__ import annotations
@@ -142,7 +143,17 @@ def _metrics(raw: Any, where: str) -> list[Metric]:
     return out
 
 
-def load(spec: str, seeds: list[int] | None = None, overrides: list[str] = ()) -> Suite:
+def _preset(name: str | None) -> dict[str, Any] | None:
+    """The preset's mapping (part of a cell's id: editing a preset makes new cells)."""
+    if not name:
+        return None
+    from fedllm.presets import preset_config
+
+    return preset_config(name)
+
+
+def load(spec: str, seeds: list[int] | None = None,
+         overrides: list[str] | tuple[str, ...] = ()) -> Suite:
     """Read a suite and expand its grid into cells."""
     name, data = read(spec)
     allowed = {"title", "description", "preset", "seeds", "set", "rows", "columns", "metrics",
@@ -193,10 +204,12 @@ def load(spec: str, seeds: list[int] | None = None, overrides: list[str] = ()) -
                     sets = [*common, *_list(col.get("set"), "column set"),
                             *_list(row.get("set"), "row set"),
                             *_list(rep, "replica"), f"seed={seed}", *overrides]
-                    digest = hashlib.sha256(json.dumps([preset, sets]).encode()).hexdigest()[:8]
-                    cid = "-".join(filter(None, [_slug(row["label"]), col["label"] and
-                                                 _slug(col["label"]), f"s{seed}",
-                                                 len(replicas) > 1 and f"r{i}", digest]))
+                    digest = hashlib.sha256(json.dumps(
+                        [preset, _preset(preset), sets], sort_keys=True, default=str
+                    ).encode()).hexdigest()[:8]
+                    parts = [_slug(row["label"]), _slug(col["label"]) if col["label"] else "",
+                             f"s{seed}", f"r{i}" if len(replicas) > 1 else "", digest]
+                    cid = "-".join(p for p in parts if p)
                     suite.cells.append(Cell(cid, row["label"], col["label"],
                                             str(row.get("group", "FL")), seed, i, preset, sets))
     return suite

@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .plots import embed, new_figure, save
+from .plots import embed, new_figure, save, set_title
 from .results import final_eval, mean_sd, metric_value, read_run, round_number
 from .suite import Suite
 
@@ -68,13 +68,13 @@ def summarize(suite: Suite, runs: list[dict[str, Any]]) -> dict[str, Any]:
                         continue
                     sign = 1 if m.better == "higher" else -1
                     pa, pb = (per_seed[(k, col["label"], m.label)] for k in (row["label"], base))
-                    seeds = sorted(set(pa) & set(pb))
-                    margins = {s: sign * (pa[s] - pb[s]) for s in seeds}
+                    common = sorted(set(pa) & set(pb))
+                    margins = {s: sign * (pa[s] - pb[s]) for s in common}
                     comparisons.append({
                         "row": row["label"], "baseline": base, "column": col["label"],
                         "metric": m.label, "better": m.better, "margin": sign * (a - b),
                         "per_seed": margins, "wins": sum(v > 0 for v in margins.values()),
-                        "seeds": seeds})
+                        "seeds": common})
     return {"table": table, "comparisons": comparisons}
 
 
@@ -143,14 +143,16 @@ def _figures(suite: Suite, runs: list[dict[str, Any]], summary: dict[str, Any],
             ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
             ax.set_ylabel(m.label)
             arrow = "higher is better" if m.better == "higher" else "lower is better"
-            ax.set_title(f"{suite.title}{' — ' + col['label'] if col['label'] else ''}\n"
-                         f"{m.label} ({arrow}; mean ± sd)")
+            set_title(ax, f"{m.label}{' — ' + col['label'] if col['label'] else ''} "
+                      f"({arrow}; mean ± sd over runs) — {suite.name}")
             lo = min(x - s for x, s in zip(means, sds))
             hi = max(x + s for x, s in zip(means, sds))
-            pad = (hi - lo) * 0.3 or abs(hi) * 0.05 or 1.0
-            ax.set_ylim(lo - pad if lo > 0 and m.better == "lower" or lo - pad > 0 else
-                        min(0, lo - pad), hi + pad)
-            name = f"bar-{_file(col['label'])}{_file(m.label)}.png"
+            pad = (hi - lo) * 0.5 or abs(hi) * 0.05 or 1.0
+            ax.set_ylim(max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
+            for i, (x, s) in enumerate(zip(means, sds)):
+                ax.annotate(f"{x:.3g}", (i, x + s), ha="center", va="bottom", fontsize=8,
+                            xytext=(0, 2), textcoords="offset points")
+            name = f"bar-{_file(col['label'], m.label)}.png"
             paths.append(save(fig, out / name))
     # per-round curves: train loss and every curve key, mean over each row's runs
     keys = ["train_loss", *suite.curves]
@@ -174,23 +176,25 @@ def _figures(suite: Suite, runs: list[dict[str, Any]], summary: dict[str, Any],
                     drawn = True
             if not drawn:
                 continue
+            label = "train loss" if key == "train_loss" else next(
+                (m.label for m in suite.metrics[col["label"]] if m.key == key), key)
             ax.set_xlabel("round")
-            ax.set_ylabel(key)
-            ax.set_title(f"{suite.title}{' — ' + col['label'] if col['label'] else ''}: "
-                         f"{key} per round (mean over runs)")
+            ax.set_ylabel(label)
+            set_title(ax, f"{label}{' — ' + col['label'] if col['label'] else ''} per round "
+                      f"(mean over each method's runs) — {suite.name}")
             ax.legend(fontsize=8)
-            paths.append(save(fig, out / f"curve-{_file(col['label'])}{_file(key)}.png"))
+            paths.append(save(fig, out / f"curve-{_file(col['label'], key)}.png"))
     return paths
 
 
-def _file(text: str) -> str:
+def _file(*parts: str) -> str:
     import re
 
-    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return f"{s}-" if s else ""
+    return "-".join(filter(None, (re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-")
+                                  for p in parts)))
 
 
-def write_report(suite: Suite, manifest: dict[str, Any], out: Path) -> dict[str, Path]:
+def write_report(suite: Suite, manifest: dict[str, Any], out: Path) -> dict[str, Any]:
     """report.md, report.html, table.csv, results.csv and PNG figures under ``out``."""
     runs = collect(suite, manifest)
     summary = summarize(suite, runs)

@@ -25,7 +25,7 @@ def progress(ctx: Any, description: str,
         task = bar.add_task(description, total=total)
 
         def update(done: int, total: int | None = None) -> None:
-            bar.update(task, completed=done, **({"total": total} if total else {}))
+            bar.update(task, completed=done, total=total or None)
 
         yield update
 
