@@ -120,8 +120,12 @@ def push(run_dir: str | Path, repo_id: str, *, private: bool = False, token: str
     """Create the repo if needed and upload the staged folder in one commit; returns its URL."""
     import tempfile
 
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError
+
+    if constants.HF_HUB_OFFLINE:
+        raise FedLLMError("HF_HUB_OFFLINE=1 forbids uploading: run `HF_HUB_OFFLINE=0 fedllm push "
+                          "...`, or write the files with --to-dir")
 
     api = HfApi(endpoint=endpoint, token=token)
     with tempfile.TemporaryDirectory(prefix="fedllm-push-") as tmp:

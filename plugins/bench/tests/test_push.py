@@ -22,7 +22,7 @@ def finished_run(fedllm_home, tmp_path_factory):
 
 
 class StubHub(BaseHTTPRequestHandler):
-    """The three endpoints `create_repo` + `upload_folder` use; commits land in `files`."""
+    """The endpoints `create_repo` + `upload_folder` use; commits land in `files`."""
 
     calls: list = []
     files: dict = {}
@@ -45,6 +45,9 @@ class StubHub(BaseHTTPRequestHandler):
             req = json.loads(data)
             return self._json({"url": f"http://127.0.0.1/{req['organization']}/{req['name']}"
                                if req.get("organization") else f"http://127.0.0.1/{req['name']}"})
+        if self.path == "/api/validate-yaml":  # the model card's front matter
+            yaml.safe_load(json.loads(data)["content"].split("---")[1])
+            return self._json({"errors": [], "warnings": []})
         if "/preupload/" in self.path:
             files = json.loads(data)["files"]
             return self._json({"files": [{"path": f["path"], "uploadMode": "regular",
@@ -72,14 +75,20 @@ def test_model_card_records_config_versions_data_and_scores(finished_run, tmp_pa
     assert front["library_name"] == "peft" and "fedllm" in front["tags"]
     metrics = front["model-index"][0]["results"][0]["metrics"]
     assert any(m["type"] == "heldout-loss/loss" for m in metrics)
-    for needle in ("## Training configuration", "algorithm: fedavg", "## Plugin versions",
+    for needle in ("## Training configuration", "algorithm:\n  name: fedavg", "## Plugin versions",
                    "fedllm-algorithms 0.2.0", "## Data", "Dataset component `embedded`",
                    "## Evaluation", "| global | heldout-loss | loss |"):
         assert needle in card, needle
     assert (repo / "fedllm_config.yaml").is_file() and (repo / "fedllm_metrics.jsonl").is_file()
 
 
-def test_push_uploads_through_huggingface_hub_to_a_stub_endpoint(finished_run):
+def test_push_uploads_through_huggingface_hub_to_a_stub_endpoint(finished_run, monkeypatch):
+    from huggingface_hub import constants
+
+    res = CliRunner().invoke(main, ["push", str(finished_run), "me/adapter"])
+    if constants.HF_HUB_OFFLINE:  # the tests run offline: push says so and sends nothing
+        assert res.exit_code == 2 and "HF_HUB_OFFLINE=1 forbids uploading" in res.output
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # only the stub on 127.0.0.1
     StubHub.calls.clear()
     StubHub.files.clear()
     server = ThreadingHTTPServer(("127.0.0.1", 0), StubHub)
@@ -95,7 +104,7 @@ def test_push_uploads_through_huggingface_hub_to_a_stub_endpoint(finished_run):
     assert res.exit_code == 0, res.output
     assert "pushed: http://127.0.0.1/me/adapter/commit/abc123" in res.output
     paths = [p for p, _ in StubHub.calls]
-    assert paths[0] == "/api/repos/create"
+    assert paths[0] == "/api/repos/create" and "/api/validate-yaml" in paths
     assert any(p.startswith("/api/models/me/adapter/commit/") for p in paths)
     assert all(auth == "Bearer hf_test" for _, auth in StubHub.calls)
     assert StubHub.files["adapter_model.safetensors"] == \
