@@ -118,3 +118,19 @@ def test_paper_suites_resolve(fedllm_home, tmp_path, suite):
     s = suites.load(f"fedllm-bench/{suite}")
     assert s.cells and s.compare["baseline"] == "Local training"
     runner.resolve_cells(s, Path(tmp_path))
+
+
+def test_isolate_runs_each_cell_as_fedllm_run(fedllm_home, tmp_path):
+    spec = tmp_path / "one.yaml"
+    spec.write_text(
+        "title: one\npreset: fedllm-bench/ci-fedavg\nseeds: [0]\n"
+        "set: [rounds=1, clients_per_round=2, train.local_steps=1, runtime.threads=1]\n"
+        "rows: [{label: FedAvg}]\n"
+        "metrics: [{label: loss, key: heldout-loss.loss, better: lower}]\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["bench", str(spec), "--out", str(out), "--isolate",
+                                    "--no-progress"])
+    assert res.exit_code == 0, res.output
+    (cell,) = list((out / "cells").glob("*.yaml"))  # the config `fedllm run` was given
+    assert (out / "runs" / cell.stem / "adapter").is_dir()
+    assert "| FedAvg | FL |" in (out / "report.md").read_text()
