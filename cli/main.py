@@ -1,7 +1,7 @@
 """The ``fedllm`` command line.
 
-The core owns ``run``, ``presets``, ``plugins``, ``doctor`` and ``eval``; installed distributions add
-their own commands through ``fedllm_register_commands`` (entry-point group
+The core owns ``run``, ``presets``, ``plugins``, ``doctor`` and ``eval``; installed
+distributions add their own commands through ``fedllm_register_commands`` (entry-point group
 ``fedllm.commands``). Nothing heavy is imported at start-up: torch, transformers and datasets
 load only inside the commands that need them, so ``fedllm --help`` answers at once.
 """

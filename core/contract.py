@@ -368,10 +368,10 @@ class Preset(Component):
 
     @hook(mode="each", side="cli", when="by `fedllm run --preset`, `fedllm presets` and "
           "anything that lists presets; never during a run")
-    def fedllm_presets(self) -> dict[str, dict[str, Any]]:
+    def fedllm_presets(self) -> dict[str, dict[str, Any]] | None:
         """Return ``{name: {"summary": one line, "config": run config mapping}}``: ``config``
         is what a YAML config file would hold (core sections and component sections); names
-        match ``[a-z0-9][a-z0-9_.-]*``."""
+        match ``[a-z0-9][a-z0-9_.-]*``. ``None``: no presets."""
 
 
 #: Every kind, in the order a run registers its components.

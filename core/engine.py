@@ -112,7 +112,7 @@ class Engine:
         self.ctx.run_dir = self.run_dir.path
         self.ctx.client_state = ClientStateStore(self.run_dir.path / "client_state")
         self.ctx.progress = self.show_progress  # evaluators' progress bars follow --no-progress
-        self.trackers = Trackers(self.ctx, self.run_dir.path)  # runtime.trackers ([]: none)
+        self.trackers = Trackers(self.ctx)  # runtime.trackers ([]: none); needs ctx.run_dir
         self.ctx.call("fedllm_backend_start")
 
     # -- checkpoints ----------------------------------------------------------------------

@@ -37,7 +37,7 @@ def _component_presets(component: str) -> list[PresetInfo]:
     info = load("preset", component)
     assert info.plugin is not None  # load raises otherwise
     comp = build(info, info.plugin.Config() if info.plugin.Config is not None else None)
-    found = comp.call("fedllm_presets")
+    found = comp.call("fedllm_presets") or {}
     if not isinstance(found, dict):
         raise FedLLMError(f"preset component {component!r} ({info.distribution}) returned "
                           f"{type(found).__name__} from fedllm_presets; expected "

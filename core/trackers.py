@@ -76,19 +76,22 @@ def _hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 class Trackers:
     """The run's trackers, or nothing (``runtime.trackers: []``)."""
 
-    def __init__(self, ctx: RunContext, run_dir: Path):
+    def __init__(self, ctx: RunContext):
         self.accelerator = None
         names = list(ctx.config.runtime.trackers)
         if not names:
             return
+        if ctx.run_dir is None:
+            raise RuntimeError("trackers start once the run directory exists (ctx.run_dir)")
+        run_dir = Path(ctx.run_dir)
         from accelerate.tracking import filter_trackers
 
         acc = ctx.accelerator
-        logging_dir = str(Path(run_dir) / "trackers")
+        logging_dir = str(run_dir / "trackers")
         acc.project_configuration.logging_dir = logging_dir
         acc.log_with = filter_trackers(names, logging_dir)
         acc.trackers = []
-        acc.init_trackers(Path(run_dir).name, config=_hparams(ctx.resolved.to_dict()))
+        acc.init_trackers(run_dir.name, config=_hparams(ctx.resolved.to_dict()))
         self.accelerator = acc
 
     def log(self, record: dict[str, Any], step: int) -> None:

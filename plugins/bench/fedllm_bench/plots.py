@@ -25,7 +25,6 @@ def new_figure(width: float = 7.0, height: float = 3.8):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(width, height))
