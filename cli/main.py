@@ -1,7 +1,7 @@
 """The ``fedllm`` command line.
 
-The core owns ``run``, ``plugins``, ``doctor`` and ``eval``; installed distributions add
-their own commands through ``fedllm_register_commands`` (entry-point group
+The core owns ``run``, ``presets``, ``plugins``, ``doctor`` and ``eval``; installed
+distributions add their own commands through ``fedllm_register_commands`` (entry-point group
 ``fedllm.commands``). Nothing heavy is imported at start-up: torch, transformers and datasets
 load only inside the commands that need them, so ``fedllm --help`` answers at once.
 """
@@ -122,6 +122,9 @@ def _resume_rounds(overrides: tuple[str, ...]) -> int | None:
 
 @main.command(context_settings=CONTEXT)
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--preset", default=None, metavar="NAME",
+              help="Start from an installed preset instead of CONFIG, e.g. "
+              "fedllm-bench/fed-aya-fedavg (list them with `fedllm presets`).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, e.g. --set rounds=20 --set algorithm.name=fedprox.")
 @click.option("--dry-run", is_flag=True,
@@ -138,7 +141,7 @@ def _resume_rounds(overrides: tuple[str, ...]) -> int | None:
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs, CI).")
 @click.option("--backend", default=None, metavar="NAME",
               help="Where clients run, e.g. in-process, flower-sim (= --set runtime.backend=NAME).")
-def run(config, overrides, dry_run, check_data, resume, stop_after, no_progress,
+def run(config, preset, overrides, dry_run, check_data, resume, stop_after, no_progress,
         backend) -> None:
     """Run a federated fine-tuning job (default: the embedded tiny model and dataset)."""
     from fedllm.config import build_config, resolve
@@ -147,9 +150,9 @@ def run(config, overrides, dry_run, check_data, resume, stop_after, no_progress,
     console, out = consoles.err, consoles.out
     if resume:
         rounds = _resume_rounds(overrides)
-        if config or backend or dry_run:
+        if config or backend or dry_run or preset:
             raise FedLLMError("--resume takes its config from the run directory; do not pass "
-                              "CONFIG, --backend or --dry-run with it")
+                              "CONFIG, --preset, --backend or --dry-run with it")
         from fedllm.engine import Engine
 
         engine = Engine.resume(Path(resume), rounds=rounds, console=console,
@@ -157,7 +160,15 @@ def run(config, overrides, dry_run, check_data, resume, stop_after, no_progress,
     else:
         if backend:
             overrides = [*overrides, f"runtime.backend={backend}"]
-        resolved = resolve(build_config(config, list(overrides)))
+        base = None
+        if preset:
+            from fedllm.presets import preset_config
+
+            if config:
+                raise FedLLMError("give CONFIG or --preset, not both (override a preset's "
+                                  "keys with --set)")
+            base = preset_config(preset)
+        resolved = resolve(build_config(config, list(overrides), base=base))
         if dry_run:
             import yaml
 
@@ -180,7 +191,7 @@ def run(config, overrides, dry_run, check_data, resume, stop_after, no_progress,
 # --------------------------------------------------------------------------- plugins
 
 KIND_NAMES = ["algorithm", "sampler", "dataset", "task", "peft", "privacy", "evaluator",
-              "judge", "codec", "backend", "command"]
+              "judge", "codec", "backend", "command", "preset"]
 
 
 @main.group(invoke_without_command=True, context_settings=CONTEXT)
@@ -307,6 +318,33 @@ def plugins_new(kind, name, directory) -> None:
     target = new_plugin(kind, name, Path(directory) if directory else None)
     consoles.out.print(f"wrote {escape(target)}\nnext: pip install -e {escape(target)} && "
                        f"pytest {escape(target)}", highlight=False)
+
+
+# --------------------------------------------------------------------------- presets
+
+
+@main.command("presets", context_settings=CONTEXT)
+@click.argument("prefix", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with configs).")
+def presets_cmd(prefix, as_json) -> None:
+    """List the installed presets (`fedllm run --preset NAME`), optionally only those whose
+    name starts with PREFIX; `fedllm run --preset NAME --dry-run` shows one resolved."""
+    from fedllm.presets import list_presets
+
+    found = [p for p in list_presets() if not prefix or p.name.startswith(prefix)]
+    if as_json:
+        click.echo(json.dumps([{"name": p.name, "summary": p.summary,
+                                "distribution": p.distribution, "version": p.version,
+                                "config": p.config} for p in found], indent=2))
+        return
+    from rich.table import Table
+
+    t = Table(title="fedllm presets", caption="fedllm run --preset NAME [--set KEY=VALUE ...]")
+    t.add_column("name", no_wrap=True)
+    t.add_column("summary")
+    for p in found:
+        t.add_row(escape(p.name), escape(p.summary))
+    consoles.out.print(t)
 
 
 # --------------------------------------------------------------------------- doctor

@@ -17,15 +17,15 @@ _EXPORTS = {
     "hookimpl": "contract", "Component": "contract", "Dataset": "contract",
     "Peft": "contract", "Task": "contract", "Sampler": "contract", "Algorithm": "contract",
     "Privacy": "contract", "Evaluator": "contract", "Judge": "contract",
-    "Codec": "contract", "Backend": "contract", "Command": "contract",
+    "Codec": "contract", "Backend": "contract", "Command": "contract", "Preset": "contract",
     "Plugin": "plugins", "PluginConfig": "pluginconfig",
     "ClientInstruction": "messages", "ClientUpdate": "messages", "RoundReport": "messages",
     "FederatedDataset": "data",
 }
 
 __all__ = ["__version__", "hookimpl", "Component", "Dataset", "Peft", "Task", "Sampler",
-           "Algorithm", "Privacy", "Evaluator", "Judge", "Codec", "Backend", "Command", "Plugin",
-           "PluginConfig", "ClientInstruction", "ClientUpdate", "RoundReport",
+           "Algorithm", "Privacy", "Evaluator", "Judge", "Codec", "Backend", "Command", "Preset",
+           "Plugin", "PluginConfig", "ClientInstruction", "ClientUpdate", "RoundReport",
            "FederatedDataset"]
 
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         Evaluator,
         Judge,
         Peft,
+        Preset,
         Privacy,
         Sampler,
         Task,

@@ -73,4 +73,7 @@ def coverage_problems(ctx: RunContext) -> list[str]:
 
 
 def core_problems(ctx: RunContext) -> list[str]:
-    return hardware_problems(ctx) + federation_problems(ctx) + coverage_problems(ctx)
+    from .trackers import problems as tracker_problems
+
+    return (hardware_problems(ctx) + federation_problems(ctx) + coverage_problems(ctx)
+            + tracker_problems(ctx.config.runtime.trackers))

@@ -102,6 +102,10 @@ class RuntimeConfig(_Strict):
     threads: int | None = Field(
         None, ge=1, description="torch intra-op threads (None: torch's default)."
     )
+    trackers: list[str] = Field(
+        default_factory=list, description="Experiment trackers fed through accelerate's "
+        "tracker API, e.g. [tensorboard] (offline, under <run>/trackers), wandb, mlflow, "
+        "or 'all' installed; [] logs nothing.")
 
 
 class GuardConfig(_Strict):
@@ -367,8 +371,11 @@ def resolve(data: dict[str, Any]) -> ResolvedConfig:
     return ResolvedConfig(run, components)
 
 
-def build_config(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    data = load_yaml(path) if path else {}
+def build_config(path: str | Path | None, overrides: Sequence[str] = (),
+                 base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The raw config: the YAML file at ``path`` (or ``base``, e.g. a preset's mapping), then
+    every ``--set`` override in order."""
+    data = load_yaml(path) if path else copy.deepcopy(base or {})
     for assignment in overrides:
         top = assignment.split("=", 1)[0].split(".", 1)[0].strip()
         if top in COMPONENTS_MANY and top not in data:  # `evaluators.1.name=x` extends defaults

@@ -57,7 +57,9 @@ class RunContext:
     * ``run_dir``: the run directory (``None`` in checks and ``--dry-run``; set on the server
       before the backend starts); ``client_state``: per-client state on disk;
     * ``trainable``: the live adapter parameters that travel, by name;
-    * ``plugins``: the run's components (``ctx.call`` / ``ctx.each`` call their hooks).
+    * ``plugins``: the run's components (``ctx.call`` / ``ctx.each`` call their hooks);
+    * ``progress``: whether components may show progress bars on ``console`` (false under
+      ``--no-progress``; bars are shown only when ``console`` is a terminal anyway).
     """
 
     resolved: ResolvedConfig
@@ -74,6 +76,7 @@ class RunContext:
     trainable: dict[str, torch.nn.Parameter] = field(default_factory=dict)
     encoded: dict[str, datasets.Dataset] = field(default_factory=dict)
     rows: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    progress: bool = True
 
     @property
     def config(self):

@@ -446,10 +446,28 @@ class Command(Component):
         """Add commands or groups to ``cli`` (click); heavy imports belong inside them."""
 
 
+class Preset(Component):
+    """Named run configs shipped as data by a distribution (``fedllm.presets``):
+    ``fedllm run --preset <component>/<preset>``, listed by ``fedllm presets``.
+
+    The component's name is the presets' namespace (``fedllm-bench/fed-aya-fedavg``). A preset
+    is not part of a run: it is only a starting config, validated like any config file (and
+    ``--set`` overrides apply on top)."""
+
+    kind = "preset"
+
+    @hook(mode="each", side="cli", when="by `fedllm run --preset`, `fedllm presets` and "
+          "anything that lists presets; never during a run")
+    def fedllm_presets(self) -> dict[str, dict[str, Any]] | None:
+        """Return ``{name: {"summary": one line, "config": run config mapping}}``: ``config``
+        is what a YAML config file would hold (core sections and component sections); names
+        match ``[a-z0-9][a-z0-9_.-]*``. ``None``: no presets."""
+
+
 #: Every kind, in the order a run registers its components.
 KINDS: dict[str, type[Component]] = {c.kind: c for c in (
     Dataset, Peft, Task, Sampler, Algorithm, Privacy, Evaluator, Judge, Codec, Backend,
-    Command)}
+    Command, Preset)}
 
 #: kind -> entry-point group
 GROUPS: dict[str, str] = {
@@ -457,6 +475,7 @@ GROUPS: dict[str, str] = {
     "dataset": "fedllm.datasets", "task": "fedllm.tasks", "peft": "fedllm.peft",
     "privacy": "fedllm.privacy", "evaluator": "fedllm.evaluators", "judge": "fedllm.judges",
     "codec": "fedllm.codecs", "backend": "fedllm.backends", "command": "fedllm.commands",
+    "preset": "fedllm.presets",
 }
 
 

@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from .card import model_card
 from .codecs import Wire
 from .config import ResolvedConfig, lr_at
 from .context import RunContext, build_context, load_runtime, prepare
@@ -39,6 +40,7 @@ from .output import QUIET, verbosity
 from .output import Console as StderrConsole
 from .rundir import CKPT_FORMAT, RunDir
 from .state import ClientStateStore
+from .trackers import Trackers
 
 
 def client_seed(run_seed: int, round: int, client_id: str) -> int:
@@ -241,6 +243,8 @@ class Engine:
     def _start(self) -> None:
         self.ctx.run_dir = self.run_dir.path
         self.ctx.client_state = ClientStateStore(self.run_dir.path / "client_state")
+        self.ctx.progress = self.show_progress  # evaluators' progress bars follow --no-progress
+        self.trackers = Trackers(self.ctx)  # runtime.trackers ([]: none); needs ctx.run_dir
         self.ctx.call("fedllm_backend_start")
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -314,6 +318,7 @@ class Engine:
                 f"Free some space and continue with `fedllm run --resume {self.run_dir.path}`"
             ) from None
         finally:
+            self.trackers.end()
             self.ctx.call("fedllm_backend_close")
 
     def _run(self, until_round: int | None) -> dict[str, Any]:
@@ -357,6 +362,7 @@ class Engine:
         record.update(peak_memory_mb())
         ctx.each("fedllm_round_end", round=r, record=record)
         self.run_dir.append_metrics(record)
+        self.trackers.log(record, step=r)
         self.history.append(record)
         if cfg.checkpoint_every and ((r + 1) % cfg.checkpoint_every == 0 or last):
             self._checkpoint(r)
@@ -454,12 +460,17 @@ class Engine:
 
     def _save_final(self) -> None:
         single = len(self.cohorts) == 1
+        config = self.run_dir.config()
         for cohort in self.cohorts:
             model = server_model(self.ctx, self.globals[cohort])
+            target = self.run_dir.adapter_dir(cohort, single)
+            card = model_card(config, self.history, title=f"{self.run_dir.path.name}"
+                              + ("" if single else f" ({cohort})"), adapter=str(target),
+                              cohort=None if single else cohort)
             self.run_dir.save_adapter(
-                model, self.run_dir.adapter_dir(cohort, single),
-                tokenizer=self.ctx.tokenizer, base_model=self.cfg.model.name_or_path,
-                revision=self.cfg.model.revision)
+                model, target, tokenizer=self.ctx.tokenizer,
+                base_model=self.cfg.model.name_or_path, revision=self.cfg.model.revision,
+                card=card)
 
     # -- output ---------------------------------------------------------------------------
 

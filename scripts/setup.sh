@@ -41,19 +41,20 @@ echo "ok"
 step "dependencies (torch, transformers, peft, trl, flwr, ...)"
 run "${PIP[@]}" torch transformers peft trl accelerate datasets bitsandbytes "flwr[simulation]" \
   opacus flwr-datasets matplotlib sentencepiece protobuf pluggy pydantic rich click PyYAML \
-  safetensors numpy pytest ruff mypy types-PyYAML
+  safetensors numpy huggingface-hub tensorboard pytest ruff mypy types-PyYAML
 echo "ok"
 
 # Editable installs of our own distributions; build isolation off (the backends are installed
 # above), so no per-package build environment is made and nothing is downloaded again.
-step "fedllm + 8 plugin distributions (editable)"
+step "fedllm + 9 plugin distributions (editable)"
 run "${PIP[@]}" --no-build-isolation -e . \
   -e plugins/algorithms -e plugins/datasets -e plugins/tasks -e plugins/peft \
-  -e plugins/evaluators -e plugins/privacy -e plugins/flower -e "plugins/codecs[zstd]"
+  -e plugins/evaluators -e plugins/privacy -e plugins/flower -e "plugins/codecs[zstd]" \
+  -e plugins/bench
 echo "ok"
 
 step "check"
-.venv/bin/python -c "import fedllm, fedllm_algorithms, fedllm_datasets" >>"$LOG" 2>&1 \
+.venv/bin/python -c "import fedllm, fedllm_algorithms, fedllm_datasets, fedllm_bench" >>"$LOG" 2>&1 \
   || { echo "failed"; echo "setup failed: fedllm is not importable from .venv" >&2; exit 1; }
 .venv/bin/python -m pip check >>"$LOG" 2>&1 \
   || { echo "failed"; tail -n 20 "$LOG" >&2; exit 1; }

@@ -2,7 +2,9 @@
 
 import json
 
+import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from fedllm.engine import Engine
@@ -57,6 +59,15 @@ def test_final_adapter_loads_with_peft(tmp_path):
     tok = AutoTokenizer.from_pretrained(str(saved))
     assert tok.chat_template == eng.ctx.tokenizer.chat_template is not None
     assert tok("hello world")["input_ids"] == eng.ctx.tokenizer("hello world")["input_ids"]
+    # and a model card saying what was run and how it scored, in place of peft's blank one
+    card = (saved / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["library_name"] == "peft" and "fedllm-fedavg" in front["tags"]
+    loss = eng.history[-1]["eval"]["global"]["heldout-loss"]["loss"]
+    (metric,) = [m for m in front["model-index"][0]["results"][0]["metrics"]
+                 if m["type"] == "heldout-loss/loss"]
+    assert metric["value"] == pytest.approx(loss, abs=1e-6)
+    assert f"{eng.cfg.rounds} rounds" in card and "## Training configuration" in card
 
 
 def test_training_lowers_the_loss(tmp_path):

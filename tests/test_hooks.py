@@ -579,6 +579,28 @@ def test_hook_fedllm_register_commands():
 
     res = CliRunner().invoke(main, ["--help"])
     assert res.exit_code == 0
-    for cmd in ("data", "serve", "join", "keys"):  # contributed by fedllm-datasets / -flower
+    for cmd in ("data", "serve", "join", "keys", "bench", "report", "push"):  # distributions
         assert cmd in main.commands and cmd in res.output
 
+
+
+# --------------------------------------------------------------------------- preset
+
+
+def test_hook_fedllm_presets():
+    """`fedllm run --preset` asks the named preset component for its presets (fedllm-bench
+    ships some); the preset then resolves like any config, with --set on top."""
+    from fedllm.cli.main import main
+    from fedllm.presets import list_presets, preset_config
+
+    comp = component("preset", "fedllm-bench")
+    found = call(comp, "fedllm_presets")
+    assert isinstance(found, dict) and found
+    for name, entry in found.items():
+        assert set(entry) == {"summary", "config"} and isinstance(entry["config"], dict)
+        assert f"fedllm-bench/{name}" in {p.name for p in list_presets()}
+    assert preset_config("fedllm-bench/ci-fedavg") == found["ci-fedavg"]["config"]
+    res = CliRunner().invoke(main, ["run", "--preset", "fedllm-bench/ci-fedavg", "--dry-run",
+                                    "--set", "rounds=2"])
+    assert res.exit_code == 0, res.output
+    assert "rounds: 2" in res.stdout

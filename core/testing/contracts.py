@@ -744,6 +744,32 @@ class CommandContract(ComponentContract):
             assert res.exit_code == 0, res.output
 
 
+# =========================================================================== preset
+
+
+class PresetContract(ComponentContract):
+    """A preset component's presets are named, summarised in one line, and each resolves as a
+    run config (every section validated by its plugin, as `fedllm run --preset` does)."""
+
+    kind = "preset"
+
+    def test_presets_resolve(self):
+        import re
+
+        from ..config import build_config, resolve
+        from ..presets import preset_config
+
+        found = call(self.built(), "fedllm_presets")
+        assert isinstance(found, dict) and found, "fedllm_presets returned no presets"
+        for name, entry in found.items():
+            assert re.match(r"^[a-z0-9][a-z0-9_.-]*$", name), name
+            assert isinstance(entry.get("summary"), str) and entry["summary"], name
+            assert "\n" not in entry["summary"], f"{name}: the summary must be one line"
+            full = f"{self.name}/{name}"
+            resolve(build_config(None, [], base=preset_config(full)))
+
+
 __all__ = ["ComponentContract", "AlgorithmContract", "SamplerContract", "DatasetContract",
            "TaskContract", "PeftContract", "PrivacyContract", "EvaluatorContract",
-           "JudgeContract", "CodecContract", "BackendContract", "CommandContract", "HEAVY"]
+           "JudgeContract", "CodecContract", "BackendContract", "CommandContract",
+           "PresetContract", "HEAVY"]

@@ -23,6 +23,7 @@ from .common import (
 )
 from .generation import generate_answers
 from .mt_bench import _gen
+from .progress import grade
 
 if TYPE_CHECKING:
     from fedllm.context import RunContext
@@ -91,15 +92,16 @@ class AdvBench(JudgedBase):
         if self.judge:
             self.judge.preflight()
         answers = generate_answers(ctx, model, [[{"role": "user", "content": g}] for g in goals],
-                                   c)
+                                   c, "advbench: generating")
         hits = [refuses(a, c.refusal_phrases, c.case_sensitive) for a in answers]
         n = len(answers)
         scores = {"refusal_rate": sum(h is not None for h in hits) / n if n else None, "n": n}
         graded = None
         if self.judge:
-            graded = self.judge.grade([(SAFETY_SYSTEM, SAFETY_PROMPT.format(question=g, answer=a))
-                                       for g, a in zip(goals, answers)],
-                                      repeats=c.judge_repeats, prompt_version="advbench-safety-v1")
+            graded = grade(ctx, self.judge, "advbench: judging",
+                           [(SAFETY_SYSTEM, SAFETY_PROMPT.format(question=g, answer=a))
+                            for g, a in zip(goals, answers)],
+                           repeats=c.judge_repeats, prompt_version="advbench-safety-v1")
             s = summarize([[x["rating"] for x in item] for item in graded], None, c.unparsed)
             scores.update(judge_score=s["score"], judge_sd=s["sd"], unparsed=s["unparsed"])
         records = [{"goal": g, "answer": a, "refused": h is not None, "matched": h,

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from fedllm import lazy
 
+from .progress import progress
+
 if TYPE_CHECKING:
     import torch
 else:
@@ -30,8 +32,9 @@ def _tokenize(tok, texts: list[str], max_len: int) -> list[list[int]]:
 @lazy.no_grad
 def generate_texts(model, tok, texts: list[str], *, max_new_tokens: int = 256,
                    batch_size: int = 8, temperature: float = 0.0, top_p: float = 1.0,
-                   seed: int = 0) -> list[str]:
-    """Generate one continuation per text; returns the decoded new tokens only."""
+                   seed: int = 0, on_progress=None) -> list[str]:
+    """Generate one continuation per text; returns the decoded new tokens only.
+    ``on_progress(done)`` is called after each batch."""
     if not texts:
         return []
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None) or 4096
@@ -63,6 +66,8 @@ def generate_texts(model, tok, texts: list[str], *, max_new_tokens: int = 256,
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen)
             for row, i in enumerate(idx):
                 results[i] = tok.decode(out[row, longest:], skip_special_tokens=True)
+            if on_progress is not None:
+                on_progress(s + len(idx))
     finally:
         if was_training:
             model.train()
@@ -82,9 +87,12 @@ def render_prompts(ctx, conversations: list[list[dict[str, str]]]) -> list[str]:
 
 
 def generate_answers(ctx, model, conversations: list[list[dict[str, str]]],
-                     cfg: Any) -> list[str]:
-    """Render with the task template and generate with the evaluator's settings."""
+                     cfg: Any, description: str = "generating") -> list[str]:
+    """Render with the task template and generate with the evaluator's settings (with a
+    progress bar on a terminal)."""
     texts = render_prompts(ctx, conversations)
-    return [a.strip() for a in generate_texts(
-        model, ctx.tokenizer, texts, max_new_tokens=cfg.max_new_tokens,
-        batch_size=cfg.batch_size, temperature=cfg.temperature, seed=getattr(cfg, "seed", 0))]
+    with progress(ctx, description, len(texts)) as update:
+        return [a.strip() for a in generate_texts(
+            model, ctx.tokenizer, texts, max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size, temperature=cfg.temperature,
+            seed=getattr(cfg, "seed", 0), on_progress=update)]

@@ -23,6 +23,7 @@ from .common import (
     write_report,
 )
 from .generation import generate_answers
+from .progress import grade
 
 if TYPE_CHECKING:
     from fedllm.context import RunContext
@@ -118,11 +119,12 @@ class MTBench(JudgedBase):
         items = self._load()
         self.judge.preflight()  # before any generation work
         a1 = generate_answers(ctx, model, [[{"role": "user", "content": it["turns"][0]}]
-                                           for it in items], c)
+                                           for it in items], c, "mt-bench: generating turn 1")
         a2 = generate_answers(ctx, model, [[
             {"role": "user", "content": it["turns"][0]},
             {"role": "assistant", "content": a},
-            {"role": "user", "content": it["turns"][1]}] for it, a in zip(items, a1)], c)
+            {"role": "user", "content": it["turns"][1]}] for it, a in zip(items, a1)], c,
+                              "mt-bench: generating turn 2")
         requests, used = [], []
         for turn in (1, 2):
             for it, x1, x2 in zip(items, a1, a2):
@@ -137,7 +139,8 @@ class MTBench(JudgedBase):
                 requests.append((p["system_prompt"], p["prompt_template"].format(**kw)))
                 used.append(name)
         version = "mt-bench-" + "+".join(sorted(set(used)))
-        graded = self.judge.grade(requests, repeats=c.judge_repeats, prompt_version=version)
+        graded = grade(ctx, self.judge, "mt-bench: judging",
+                       requests, repeats=c.judge_repeats, prompt_version=version)
         n = len(items)
         ratings = [[g["rating"] for g in item] for item in graded]
         cats = [it["category"] for it in items]

@@ -16,6 +16,7 @@ from fedllm.errors import DataError
 from .common import JudgedBase, JudgedFields, load_rows, summarize, write_report
 from .generation import generate_answers
 from .mt_bench import _gen
+from .progress import grade
 
 if TYPE_CHECKING:
     from fedllm.context import RunContext
@@ -101,12 +102,13 @@ class RefJudge(JudgedBase):
             qs.append(r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else ""))
         refs = [r.get("reference") or r.get("response") or r.get("output") for r in rows]
         self.judge.preflight()
-        answers = generate_answers(ctx, model, [[{"role": "user", "content": q}] for q in qs], c)
+        answers = generate_answers(ctx, model, [[{"role": "user", "content": q}] for q in qs], c,
+                                   "ref-judge: generating")
         requests = [(SYSTEM, CRITERIA.format(
             ref_clause=REF_CLAUSE if ref else "", question=q, answer=a,
             reference=REF_BLOCK.format(ref=ref) if ref else "")) for q, a, ref in zip(qs, answers,
                                                                                     refs)]
-        graded = self.judge.grade(requests, repeats=c.judge_repeats,
+        graded = grade(ctx, self.judge, "ref-judge: judging", requests, repeats=c.judge_repeats,
                                   prompt_version=PROMPT_VERSION)
         langs = [r.get("language") or "all" for r in rows]
         s = summarize([[g["rating"] for g in item] for item in graded], langs, c.unparsed)

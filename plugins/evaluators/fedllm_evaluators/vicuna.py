@@ -19,6 +19,7 @@ from .common import (
 )
 from .generation import generate_answers
 from .mt_bench import _gen, load_judge_prompts, need
+from .progress import grade
 
 if TYPE_CHECKING:
     from fedllm.context import RunContext
@@ -73,12 +74,14 @@ class Vicuna(JudgedBase):
         qs = [first_of(r, ("turns", "prompt", "text"), "vicuna.questions") for r in rows]
         qs = [q[0] if isinstance(q, list) else q for q in qs]
         self.judge.preflight()
-        answers = generate_answers(ctx, model, [[{"role": "user", "content": q}] for q in qs], c)
+        answers = generate_answers(ctx, model, [[{"role": "user", "content": q}] for q in qs], c,
+                                   "vicuna: generating")
         requests = [(prompt["system_prompt"], prompt["prompt_template"].format(question=q,
                                                                               answer=a))
                     for q, a in zip(qs, answers)]
         version = "vicuna-single-v1"
-        graded = self.judge.grade(requests, repeats=c.judge_repeats, prompt_version=version)
+        graded = grade(ctx, self.judge, "vicuna: judging",
+                       requests, repeats=c.judge_repeats, prompt_version=version)
         cats = [r.get("category", "general") for r in rows]
         s = summarize([[g["rating"] for g in item] for item in graded], cats, c.unparsed)
         categories = {k: v["score"] for k, v in s.pop("groups").items()}

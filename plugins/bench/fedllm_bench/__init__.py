@@ -1,0 +1,1 @@
+"""fedllm-bench: FedLLM-Bench presets, benchmark grids, run reports and Hub pushes."""
