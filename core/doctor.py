@@ -72,10 +72,20 @@ def run_plan(config: str | None, overrides: list[str]) -> Table:
         "gradient checkpointing": str(getattr(tr, "gradient_checkpointing", False)),
         "backend": rt.backend + (f" {rt.backend_options}" if rt.backend_options else ""),
         "threads": str(rt.threads or torch.get_num_threads()),
+        "clients at once": _concurrency(rt.backend, rt.backend_options),
     }
     for k, v in rows.items():
         t.add_row(k, str(v))
     return t
+
+
+def _concurrency(backend: str, options: dict[str, Any]) -> str:
+    """How many clients of a round train at the same time, as the backend will run them."""
+    if backend == "in-process":
+        return "1 (one after another on the shared base model)"
+    if "workers" in options:
+        return f"{options['workers']} (backend_options.workers)"
+    return "set by the backend (backend_options.workers, or one per node)"
 
 
 def report(config: str | None = None, overrides: Sequence[str] = ()) -> Group:

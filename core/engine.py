@@ -362,7 +362,7 @@ class Engine:
         record.update(peak_memory_mb())
         ctx.each("fedllm_round_end", round=r, record=record)
         self.run_dir.append_metrics(record)
-        self.trackers.log(record, step=r)
+        self.trackers.log(record, step=r + 1)  # the round as metrics.jsonl counts it
         self.history.append(record)
         if cfg.checkpoint_every and ((r + 1) % cfg.checkpoint_every == 0 or last):
             self._checkpoint(r)

@@ -90,6 +90,17 @@ def test_doctor_reports_stack_and_hardware():
     assert "torch" in res.output and "cuda" in res.output and "bitsandbytes" in res.output
 
 
+def test_doctor_says_what_the_run_will_use():
+    res = invoke("doctor", "--set", "train.gradient_checkpointing=true", "--set",
+                 "runtime.backend=flower-sim", "--set", "runtime.backend_options.workers=2")
+    assert res.exit_code == 0, res.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in res.output.splitlines() if line.count("│") == 3}
+    assert rows["device"] == "cpu" and rows["quantization"] == "none", rows
+    assert rows["gradient checkpointing"] == "True", rows
+    assert rows["clients at once"].startswith("2 "), rows
+
+
 @pytest.fixture
 def third_party():
     pkg = ROOT / "examples" / "fedllm-fedavg-slr"
