@@ -143,7 +143,21 @@ def _dist_of(ep: md.EntryPoint) -> tuple[str, str, md.Distribution | None]:
     dist = getattr(ep, "dist", None)
     if dist is None:
         return "?", "?", None
-    return dist.metadata["Name"], dist.version, dist
+    key = _dist_key(dist)
+    if key not in _NAME_VERSION:  # each read parses METADATA again: once per distribution
+        meta = dist.metadata
+        _NAME_VERSION[key] = (meta["Name"], meta["Version"])
+    return (*_NAME_VERSION[key], dist)
+
+
+#: per distribution (its metadata directory): (name, version) and the core-compatibility note
+_NAME_VERSION: dict[str, tuple[str, str]] = {}
+_COMPATIBILITY: dict[str, str | None] = {}
+
+
+def _dist_key(dist: md.Distribution) -> str:
+    """Where ``dist``'s metadata lives: one distribution's entry points share it."""
+    return str(getattr(dist, "_path", id(dist)))
 
 
 def installed_names(kind: str) -> list[str]:
@@ -153,7 +167,16 @@ def installed_names(kind: str) -> list[str]:
 
 def core_compatibility(dist: md.Distribution | None) -> str | None:
     """A warning when ``dist`` was built for another fedllm core version (or names none)."""
-    if dist is None or dist.metadata["Name"] == "fedllm":
+    if dist is None:
+        return None
+    key = _dist_key(dist)
+    if key not in _COMPATIBILITY:
+        _COMPATIBILITY[key] = _core_compatibility(dist)
+    return _COMPATIBILITY[key]
+
+
+def _core_compatibility(dist: md.Distribution) -> str | None:
+    if dist.metadata["Name"] == "fedllm":
         return None
     from packaging.requirements import InvalidRequirement, Requirement
 
@@ -326,15 +349,16 @@ class RunComponent:
         return getattr(self.obj, name, capabilities(self.kind)[name])
 
     def _check_capabilities(self) -> None:
-        if not capabilities(self.kind):
-            return
+        declared = capabilities(self.kind)
+        if all(getattr(self.obj, cap, default) is default for cap, default in declared.items()):
+            return  # contract defaults are valid by construction (and pydantic stays unloaded)
         import typing
 
         from pydantic import TypeAdapter, ValidationError
 
         hints = typing.get_type_hints(KINDS[self.kind], include_extras=False,
                                       globalns=vars(sys.modules["fedllm.contract"]))
-        for cap in capabilities(self.kind):
+        for cap in declared:
             value = getattr(self.obj, cap, None)
             try:
                 TypeAdapter(hints[cap]).validate_python(value, strict=True)
