@@ -30,30 +30,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from rss import Sampler, rss_mb  # benchmarks/rss.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class Sampler(threading.Thread):
-    """Samples the process RSS every millisecond (torch ops release the GIL)."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.peak = rss_mb()
-        self.stop = threading.Event()
-
-    def run(self):
-        while not self.stop.is_set():
-            self.peak = max(self.peak, rss_mb())
-            time.sleep(0.001)
 
 
 def base_config(args, model: str, peft: dict, name: str, work: Path) -> dict:
