@@ -11,6 +11,7 @@ int8 <= 0.27x the float32 bytes with <= 1% regression; top-k 10% with error feed
 
     python benchmarks/codecs.py                  # every case
     python benchmarks/codecs.py --only int8 topk --rounds 10
+    python benchmarks/codecs.py --only topk --set sampler.name=all   # full participation
 """
 
 from __future__ import annotations
@@ -46,13 +47,15 @@ TARGETS = {"int8": (0.27, 0.01), "topk": (0.12, 0.02)}
 def run(case: str, codecs: list, args, work: Path) -> dict:
     from rich.console import Console
 
-    from fedllm.config import resolve
+    from fedllm.config import apply_override, resolve
     from fedllm.engine import Engine
 
-    cfg = {"output_dir": str(work), "name": case, "codecs": codecs,
-           "runtime": {"threads": 1}}
+    cfg: dict[str, Any] = {"output_dir": str(work), "name": case, "codecs": codecs,
+                           "runtime": {"threads": 1}}
     if args.rounds:
         cfg["rounds"] = args.rounds
+    for override in args.overrides:  # e.g. sampler.name=all: every client in every round
+        apply_override(cfg, override)
     t0 = time.perf_counter()
     eng = Engine.new(resolve(cfg), console=Console(stderr=True, quiet=True), progress=False)
     eng.run()
@@ -71,6 +74,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*", help=f"cases to run (of {', '.join(CASES)})")
     ap.add_argument("--rounds", type=int, default=None, help="rounds (default: the run's 10)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override for every case, as for `fedllm run`")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
