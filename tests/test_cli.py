@@ -1,6 +1,8 @@
 """The `fedllm` command line: plugins, show, doctor, dry-run, and a third-party plugin."""
 
+import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +133,29 @@ def test_third_party_plugin_is_listed_and_used(third_party, tmp_path):
     avg = run_quick(tmp_path, name="avg").globals["global"]
     assert all(torch.allclose(one[k], avg[k], atol=1e-6) for k in avg)  # η_s = 1 is FedAvg
     assert not all(torch.equal(avg[k], init[k]) for k in avg)
+
+
+HEAVY = ("torch", "transformers", "datasets", "peft", "trl", "accelerate", "flwr", "opacus",
+         "matplotlib")
+
+
+@pytest.mark.parametrize("argv, allowed", [
+    (["--help"], ()),  # not even pydantic: nothing is validated
+    (["plugins"], ("pydantic",)),  # every plugin's config class is built
+    (["presets"], ("pydantic",)),
+    (["run", "--dry-run"], ("pydantic",)),  # validated from config.json, no weights
+])
+def test_light_commands_import_no_heavy_library(argv, allowed):
+    """What keeps the CLI instant (benchmarks/cli_latency.py): these commands never import
+    torch and friends, whatever plugins are installed; a plugin module or capability check
+    that pulls one in fails here."""
+    code = ("import sys\nfrom fedllm.cli.main import main\n"
+            f"sys.argv = ['fedllm', *{argv!r}]\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            f"print(sorted(m for m in {(*HEAVY, 'pydantic')!r} if m in sys.modules), "
+            "file=sys.stderr)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    imported = ast.literal_eval(res.stderr.strip().splitlines()[-1])
+    assert set(imported) <= set(allowed), f"fedllm {' '.join(argv)} imported {imported}"
