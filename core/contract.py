@@ -24,7 +24,7 @@ Set ``FEDLLM_TRACE_PLUGINS=1`` (or ``fedllm --trace-plugins``) to log every call
 component.
 
 Capabilities are attributes with a contract default; a component may set one from its config
-in ``__init__`` (FedAdam's weights depend on ``weighted``).
+in ``__init__`` (e.g. aggregation weights that depend on a config field).
 """
 
 # The hook declarations below have only docstrings: their bodies are never run.
@@ -450,7 +450,7 @@ class Preset(Component):
     """Named run configs shipped as data by a distribution (``fedllm.presets``):
     ``fedllm run --preset <component>/<preset>``, listed by ``fedllm presets``.
 
-    The component's name is the presets' namespace (``fedllm-bench/fed-aya-fedavg``). A preset
+    The component's name is the presets' namespace (``<component>/<preset>``). A preset
     is not part of a run: it is only a starting config, validated like any config file (and
     ``--set`` overrides apply on top)."""
 

@@ -73,8 +73,9 @@ def preset_config(name: str) -> dict[str, Any]:
     component, _, preset = name.partition("/")
     components = installed_names("preset")
     if not preset:
-        raise ConfigError(f"--preset {name!r}: expected <component>/<preset>, e.g. "
-                          "fedllm-bench/fed-aya-fedavg; list them with `fedllm presets`")
+        raise ConfigError(f"--preset {name!r}: expected <component>/<preset>; installed "
+                          f"preset components: {', '.join(components) or '(none)'} (list "
+                          "their presets with `fedllm presets`)")
     if component not in components:
         raise PluginNotFoundError(
             f"--preset {name!r}: no preset component {component!r} is installed."
